@@ -2,10 +2,22 @@
 
 import os
 
-from sb3_trpo_vine.buffers import DictSinglePathRolloutBuffer, SinglePathRolloutBuffer
+from sb3_trpo_vine.buffers import (
+    DictSinglePathRolloutBuffer,
+    DictVineRolloutBuffer,
+    SinglePathRolloutBuffer,
+    VineRolloutBuffer,
+)
 from sb3_trpo_vine.trpo_vine import TRPOVine
 
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as file_handler:
     __version__ = file_handler.read().strip()
 
-__all__ = ["DictSinglePathRolloutBuffer", "SinglePathRolloutBuffer", "TRPOVine", "__version__"]
+__all__ = [
+    "DictSinglePathRolloutBuffer",
+    "DictVineRolloutBuffer",
+    "SinglePathRolloutBuffer",
+    "TRPOVine",
+    "VineRolloutBuffer",
+    "__version__",
+]

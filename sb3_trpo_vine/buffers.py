@@ -1,11 +1,18 @@
 """Rollout buffers of TRPOVine: each hands ``train()`` its surrogate objective and its value-function targets."""
 
+from typing import Any
+
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import PyTorchObs
 
-from sb3_trpo_vine.surrogates import ImportanceSampledAdvantage, SurrogateObjective
+from sb3_trpo_vine.surrogates import AllActionsQ, ImportanceSampledAdvantage, SelfNormalizedImportanceQ, SurrogateObjective
+
+ACTION_PROPOSALS = ("auto", "policy", "uniform", "all")
+MAX_ENUMERATED_ACTIONS = 10
+DEFAULT_ROLLOUT_STATES = 64
 
 PolicyObjective = tuple[SurrogateObjective, PyTorchObs, th.Tensor]
 
@@ -50,3 +57,151 @@ class SinglePathRolloutBuffer(SinglePathObjectiveMixin, RolloutBuffer):
 
 class DictSinglePathRolloutBuffer(SinglePathObjectiveMixin, DictRolloutBuffer):
     """Single-path rollout buffer for dict observations (see ``SinglePathRolloutBuffer``)."""
+
+
+def resolve_action_proposal(action_proposal: str, action_space: spaces.Space) -> str:
+    """
+    The proposal distribution q of the branched actions.
+
+    ``"auto"`` branches every action of a Discrete space with at most ``MAX_ENUMERATED_ACTIONS`` actions (Eq. 15)
+    and samples from the current policy otherwise (q = pi, Eq. 16); ``"uniform"`` samples uniformly (the paper's
+    Atari setting, finite spaces only).
+
+    :param action_proposal: one of ``ACTION_PROPOSALS``
+    :param action_space: the action space
+    :return: ``"policy"``, ``"uniform"`` or ``"all"``
+    """
+    if action_proposal not in ACTION_PROPOSALS:
+        raise ValueError(f"action_proposal must be one of {ACTION_PROPOSALS}, got {action_proposal!r}")
+    discrete = isinstance(action_space, spaces.Discrete)
+    if action_proposal == "auto":
+        return "all" if discrete and int(action_space.n) <= MAX_ENUMERATED_ACTIONS else "policy"
+    if action_proposal == "all" and not discrete:
+        raise ValueError("action_proposal='all' enumerates a Discrete action space; use 'policy' for this action space")
+    if action_proposal == "uniform" and isinstance(action_space, spaces.Box):
+        raise ValueError("action_proposal='uniform' needs a finite action space; use 'policy' (q = pi) for Box actions")
+    return action_proposal
+
+
+class VineObjectiveMixin:
+    """
+    Vine storage (Schulman et al. 2015, Section 5.2): the trunk rollouts (kept in the ``RolloutBuffer`` arrays, used
+    to fit the value function) plus the rollout set: N states, K branched actions per state, their proposal
+    log-probabilities and the branch estimates Q(s_n, a_nk). Filled by ``sb3_trpo_vine.vine.VineCollector``.
+
+    :param n_rollout_states: N, states of the rollout set per iteration, drawn uniformly without replacement from
+        the trunk's ``n_steps * n_envs`` states (default: ``min(64, n_steps * n_envs)``)
+    :param n_actions_per_state: K, actions branched per state (ignored when every action is branched)
+    :param rollout_length: H, simulator steps of each branch including the branched action; the return is
+        bootstrapped with gamma^H V(s_H) when cut by H or by a time limit, and not after a termination
+    :param action_proposal: q, see ``resolve_action_proposal``
+    :param common_random_numbers: feed the K branches of one state the same policy-noise stream (and they start
+        from the same simulator state, RNG included)
+    """
+
+    buffer_size: int
+    n_envs: int
+    action_space: spaces.Space
+    device: th.device
+
+    def __init__(
+        self,
+        *args: Any,
+        n_rollout_states: int | None = None,
+        n_actions_per_state: int = 4,
+        rollout_length: int = 100,
+        action_proposal: str = "auto",
+        common_random_numbers: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.action_proposal = resolve_action_proposal(action_proposal, self.action_space)
+        if self.action_proposal == "all":
+            n_actions_per_state = int(self.action_space.n)  # type: ignore[attr-defined]
+        trunk_size = self.buffer_size * self.n_envs
+        if n_rollout_states is None:
+            n_rollout_states = min(DEFAULT_ROLLOUT_STATES, trunk_size)
+        if not 1 <= n_rollout_states <= trunk_size:
+            raise ValueError(
+                f"n_rollout_states must be between 1 and the trunk size n_steps * n_envs = {trunk_size}, "
+                f"got {n_rollout_states}"
+            )
+        if n_actions_per_state < 2:
+            raise ValueError(f"n_actions_per_state must be >= 2 (the estimators compare actions), got {n_actions_per_state}")
+        if rollout_length < 1:
+            raise ValueError(f"rollout_length must be >= 1, got {rollout_length}")
+        self.n_rollout_states = n_rollout_states
+        self.n_actions_per_state = n_actions_per_state
+        self.rollout_length = rollout_length
+        self.common_random_numbers = common_random_numbers
+
+    def reset(self) -> None:
+        """Clear the trunk and the rollout set."""
+        super().reset()  # type: ignore[misc]
+        self.rollout_observations: np.ndarray | dict[str, np.ndarray] | None = None
+        self.branch_actions: np.ndarray | None = None
+        self.branch_log_proposal: np.ndarray | None = None
+        self.q_values: np.ndarray | None = None
+
+    def set_rollout_set(
+        self,
+        observations: np.ndarray | dict[str, np.ndarray],
+        actions: np.ndarray,
+        log_proposal: np.ndarray,
+        q_values: np.ndarray,
+    ) -> None:
+        """
+        Store the rollout set.
+
+        :param observations: the N states as the policy sees them
+        :param actions: ``(N, K, ...)`` branched actions (SB3 buffer layout per action)
+        :param log_proposal: ``(N, K)`` log q(a_nk|s_n)
+        :param q_values: ``(N, K)`` branch estimates
+        """
+        self.rollout_observations = observations
+        self.branch_actions = actions
+        self.branch_log_proposal = log_proposal
+        self.q_values = q_values
+
+    def policy_objective(self, normalize_advantage: bool, sub_sampling_factor: int) -> PolicyObjective:
+        """
+        The vine surrogate on the rollout set, and the critic targets of the trunk (GAE lambda-returns).
+
+        Advantage normalisation does not apply: Eq. 15 and 16 use Q estimates directly (and the trust-region step
+        is invariant to their scale).
+
+        :param normalize_advantage: unused by the vine estimators
+        :param sub_sampling_factor: keep every k-th rollout state for the policy step
+        :return: the surrogate, and the critic's observations and return targets
+        """
+        assert self.q_values is not None, "The vine collector did not fill the rollout set"
+        trunk = next(self.get(batch_size=None))  # type: ignore[attr-defined]
+        if isinstance(self.rollout_observations, dict):
+            observations = {
+                key: th.as_tensor(value[::sub_sampling_factor], device=self.device)
+                for key, value in self.rollout_observations.items()
+            }
+        else:
+            observations = th.as_tensor(self.rollout_observations[::sub_sampling_factor], device=self.device)
+        q_values = th.as_tensor(self.q_values[::sub_sampling_factor], device=self.device)
+        surrogate: SurrogateObjective
+        if self.action_proposal == "all":
+            surrogate = AllActionsQ(observations, q_values)
+        else:
+            actions = th.as_tensor(self.branch_actions[::sub_sampling_factor], device=self.device)
+            log_proposal = th.as_tensor(self.branch_log_proposal[::sub_sampling_factor], device=self.device)
+            surrogate = SelfNormalizedImportanceQ(observations, actions, log_proposal, q_values)
+        return surrogate, trunk.observations, trunk.returns
+
+
+class VineRolloutBuffer(VineObjectiveMixin, RolloutBuffer):
+    """
+    Vine rollout buffer: trunk trajectories plus the rollout set of branched Q estimates (see ``VineObjectiveMixin``).
+
+    Takes SB3's ``RolloutBuffer`` arguments plus the vine settings, e.g.
+    ``TRPOVine(..., rollout_buffer_class="vine", rollout_buffer_kwargs=dict(n_rollout_states=64, rollout_length=100))``.
+    """
+
+
+class DictVineRolloutBuffer(VineObjectiveMixin, DictRolloutBuffer):
+    """Vine rollout buffer for dict observations (see ``VineRolloutBuffer``)."""

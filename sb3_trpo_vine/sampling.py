@@ -32,7 +32,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
 from torch import nn
 
-from sb3_trpo_vine.distributions import LOG_SQRT_2PI, distribution_parameters
+from sb3_trpo_vine.distributions import GAUSSIAN_DISTRIBUTIONS, LOG_SQRT_2PI, distribution_parameters
 
 NUMPY_ACTIVATIONS = {
     nn.Tanh: np.tanh,
@@ -188,7 +188,7 @@ def torch_sample(distribution: Distribution, noise: th.Tensor) -> tuple[th.Tenso
     :param noise: ``policy_noise`` for this batch, as a tensor
     :return: actions and their log-probabilities
     """
-    if isinstance(distribution, DiagGaussianDistribution):
+    if isinstance(distribution, GAUSSIAN_DISTRIBUTIONS):
         mean, log_std = distribution_parameters(distribution)
         actions = mean + log_std.exp() * noise
         return actions, (-0.5 * noise.square() - log_std - LOG_SQRT_2PI).sum(dim=1)

@@ -69,3 +69,48 @@ class ImportanceSampledAdvantage(SurrogateObjective):
     def __call__(self, distribution: Distribution) -> th.Tensor:
         ratio = th.exp(distribution.log_prob(self.actions) - self.old_log_prob)
         return (self.advantages * ratio).mean()
+
+
+class SelfNormalizedImportanceQ(SurrogateObjective):
+    """
+    Vine surrogate for large or continuous action spaces (Eq. 16, Section 5.2):
+
+    L_n(theta) = sum_k w_k Q(s_n, a_nk) / sum_k w_k,   w_k = pi_theta(a_nk|s_n) / q(a_nk|s_n),   L = mean_n L_n.
+
+    With q = pi_old the weights are 1 at theta_old and the estimator needs no baseline.
+
+    :param observations: the rollout-set states s_n (N of them)
+    :param actions: the branched actions a_nk, ``(N, K, *action_shape)`` (Discrete: ``(N, K)`` integers)
+    :param log_proposal: log q(a_nk|s_n), ``(N, K)``
+    :param q_values: branch estimates Q(s_n, a_nk), ``(N, K)``
+    """
+
+    def __init__(self, observations: PyTorchObs, actions: th.Tensor, log_proposal: th.Tensor, q_values: th.Tensor) -> None:
+        super().__init__(observations)
+        self.actions = actions
+        self.log_proposal = log_proposal
+        self.q_values = q_values
+
+    def __call__(self, distribution: Distribution) -> th.Tensor:
+        n_actions_per_state = self.q_values.shape[1]
+        log_prob = th.stack([distribution.log_prob(self.actions[:, k]) for k in range(n_actions_per_state)], dim=1)
+        weights = th.exp(log_prob - self.log_proposal)  # (N, K)
+        return ((weights * self.q_values).sum(dim=1) / weights.sum(dim=1)).mean()
+
+
+class AllActionsQ(SurrogateObjective):
+    """
+    Vine surrogate for small discrete action spaces, every action branched (Eq. 15, Section 5.2):
+
+    L_n(theta) = sum_a pi_theta(a|s_n) Q(s_n, a),   L = mean_n L_n.
+
+    :param observations: the rollout-set states s_n (N of them)
+    :param q_values: branch estimates Q(s_n, a) for every action a, ``(N, n_actions)``
+    """
+
+    def __init__(self, observations: PyTorchObs, q_values: th.Tensor) -> None:
+        super().__init__(observations)
+        self.q_values = q_values
+
+    def __call__(self, distribution: Distribution) -> th.Tensor:
+        return (distribution.distribution.probs * self.q_values).sum(dim=1).mean()

@@ -19,11 +19,20 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_trpo_vine.buffers import DictSinglePathRolloutBuffer, SinglePathRolloutBuffer, single_path_objective
+from sb3_trpo_vine.buffers import (
+    DictSinglePathRolloutBuffer,
+    DictVineRolloutBuffer,
+    SinglePathRolloutBuffer,
+    VineObjectiveMixin,
+    VineRolloutBuffer,
+    single_path_objective,
+)
 from sb3_trpo_vine.distributions import distribution_parameters, kl_divergence
 from sb3_trpo_vine.sampling import make_sampler, policy_noise
+from sb3_trpo_vine.snapshot import vec_check_snapshot_supported
 from sb3_trpo_vine.surrogates import SurrogateObjective, subsample_observations
 from sb3_trpo_vine.trust_region import FisherVectorProduct, TrustRegionStepInfo, trust_region_step
+from sb3_trpo_vine.vine import VineCollector, vec_transforms
 
 SelfTRPOVine = TypeVar("SelfTRPOVine", bound="TRPOVine")
 
@@ -31,7 +40,9 @@ DEFAULT_TOTAL_TIMESTEPS = 1_000_000
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 ROLLOUT_BUFFER_ALIASES: dict[str, tuple[type[RolloutBuffer], type[RolloutBuffer]]] = {
     "single_path": (SinglePathRolloutBuffer, DictSinglePathRolloutBuffer),
+    "vine": (VineRolloutBuffer, DictVineRolloutBuffer),
 }
+DEFAULT_ROLLOUT_BUFFER = "vine"
 
 
 def resolve_rollout_buffer_class(
@@ -45,7 +56,7 @@ def resolve_rollout_buffer_class(
     :return: the buffer class
     """
     if rollout_buffer_class is None:
-        rollout_buffer_class = "single_path"
+        rollout_buffer_class = DEFAULT_ROLLOUT_BUFFER
     if isinstance(rollout_buffer_class, str):
         if rollout_buffer_class not in ROLLOUT_BUFFER_ALIASES:
             raise ValueError(
@@ -262,6 +273,24 @@ class TRPOVine(OnPolicyAlgorithm):
             critic_params, lr=self.lr_schedule(1), **self.policy.optimizer_kwargs
         )
         self._sampler = make_sampler(self.policy)
+        self._vine_collector: VineCollector | None = None
+        if self.env is not None and issubclass(self.rollout_buffer_class, VineObjectiveMixin):
+            self._check_vine_env(self.env)
+
+    @staticmethod
+    def _check_vine_env(env: VecEnv) -> None:
+        """Fail fast, with both fixes named, when vine sampling cannot snapshot the training env."""
+        vec_transforms(env)
+        vec_check_snapshot_supported(env)
+
+    def _setup_learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> tuple[int, BaseCallback]:
+        if issubclass(self.rollout_buffer_class, VineObjectiveMixin) and (
+            self._vine_collector is None or self._vine_collector.env is not self.env
+        ):
+            assert self.env is not None
+            self._check_vine_env(self.env)
+            self._vine_collector = VineCollector(self.env, self.policy, self._sampler, self._env_actions, self.gamma)
+        return super()._setup_learn(total_timesteps, *args, **kwargs)
 
     def set_random_seed(self, seed: int | None = None) -> None:
         """
@@ -273,7 +302,7 @@ class TRPOVine(OnPolicyAlgorithm):
         self._noise_rng = np.random.default_rng(seed)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_sampler", "_noise_rng", "_actor_params"]
+        return [*super()._excluded_save_params(), "_sampler", "_noise_rng", "_actor_params", "_vine_collector"]
 
     def _env_actions(self, actions: np.ndarray) -> np.ndarray:
         if isinstance(self.action_space, spaces.Box):
@@ -312,8 +341,14 @@ class TRPOVine(OnPolicyAlgorithm):
         if self.use_sde:
             self.policy.reset_noise(env.num_envs)
 
+        vine = self._vine_collector if isinstance(rollout_buffer, VineObjectiveMixin) else None
+        if vine is not None:
+            vine.begin(rollout_buffer, n_rollout_steps, self._noise_rng)
+
         callback.on_rollout_start()
         while n_steps < n_rollout_steps:
+            if vine is not None:
+                vine.record(n_steps, self._last_obs)  # type: ignore[arg-type]
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
             noise = policy_noise(self._noise_rng, self.action_space, env.num_envs)
@@ -344,9 +379,19 @@ class TRPOVine(OnPolicyAlgorithm):
 
         last_values = th.from_numpy(self._sampler.predict_values(new_obs))  # type: ignore[arg-type]
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+        if vine is not None:
+            self._branch(vine, rollout_buffer, n_rollout_steps * env.num_envs)
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _branch(self, vine: VineCollector, rollout_buffer: RolloutBuffer, trunk_steps: int) -> None:
+        """Run the vine branches after the trunk; branch simulator steps count towards ``num_timesteps``."""
+        statistics = vine.branch(rollout_buffer)  # type: ignore[arg-type]
+        self.num_timesteps += statistics["branch_steps"]
+        self.logger.record("vine/trunk_steps", trunk_steps)
+        for key, value in statistics.items():
+            self.logger.record(f"vine/{key}", value)
 
     def _policy_objective(self) -> tuple[SurrogateObjective, PyTorchObs, th.Tensor]:
         if hasattr(self.rollout_buffer, "policy_objective"):

@@ -20,10 +20,15 @@ from stable_baselines3.common.envs import (
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-from sb3_trpo_vine import DictSinglePathRolloutBuffer, SinglePathRolloutBuffer, TRPOVine
+from sb3_trpo_vine import DictSinglePathRolloutBuffer, SinglePathRolloutBuffer, TRPOVine, VineRolloutBuffer
+from sb3_trpo_vine.snapshot import SnapshotWrapper
 from sb3_trpo_vine.trpo_vine import DEFAULT_TOTAL_TIMESTEPS
 
-SMALL = dict(n_steps=64, batch_size=32, policy_kwargs=dict(net_arch=[16]), seed=0)
+SMALL = dict(n_steps=64, batch_size=32, policy_kwargs=dict(net_arch=[16]), seed=0, rollout_buffer_class="single_path")
+BUFFERS = {
+    "single_path": dict(rollout_buffer_class="single_path"),
+    "vine": dict(rollout_buffer_class="vine", rollout_buffer_kwargs=dict(n_rollout_states=8, rollout_length=8)),
+}
 
 
 @pytest.mark.parametrize(
@@ -38,10 +43,13 @@ SMALL = dict(n_steps=64, batch_size=32, policy_kwargs=dict(net_arch=[16]), seed=
     ],
     ids=["discrete", "box", "identity-discrete", "identity-box", "multidiscrete", "multibinary"],
 )
-def test_action_spaces(env):
-    model = TRPOVine("MlpPolicy", env, **SMALL).learn(256)
-    assert model.num_timesteps == 256
-    assert model.logger.name_to_value["train/n_updates"] == 4
+@pytest.mark.parametrize("buffer", list(BUFFERS))
+def test_action_spaces(env, buffer):
+    model = TRPOVine("MlpPolicy", env, **{**SMALL, **BUFFERS[buffer]}).learn(256)
+    if buffer == "single_path":
+        assert model.num_timesteps == 256 and model._n_updates == 4
+    else:  # branch steps count: fewer iterations for the same budget
+        assert model.num_timesteps >= 256 and model._n_updates >= 1
 
 
 def test_cnn_policy_on_images_and_critic_leaves_shared_extractor_alone():
@@ -52,6 +60,7 @@ def test_cnn_policy_on_images_and_critic_leaves_shared_extractor_alone():
         n_steps=32,
         batch_size=16,
         seed=0,
+        rollout_buffer_class="single_path",
         policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=16)),
     )
     model.learn(64)
@@ -78,6 +87,7 @@ def test_separate_extractors_critic_updates_its_own_extractor():
         n_steps=32,
         batch_size=16,
         seed=0,
+        rollout_buffer_class="single_path",
         policy_kwargs=dict(share_features_extractor=False, features_extractor_kwargs=dict(features_dim=16)),
     )
     critic_ids = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
@@ -119,27 +129,28 @@ class CountingBuffer(RolloutBuffer):
 
 
 def test_rollout_buffer_class_choices():
+    defaults = {key: value for key, value in SMALL.items() if key != "rollout_buffer_class"}
+    assert type(TRPOVine("MlpPolicy", "CartPole-v1", **defaults).rollout_buffer) is VineRolloutBuffer
     assert type(TRPOVine("MlpPolicy", "CartPole-v1", **SMALL).rollout_buffer) is SinglePathRolloutBuffer
-    assert type(TRPOVine("MlpPolicy", "CartPole-v1", rollout_buffer_class="single_path", **SMALL).rollout_buffer) is (
-        SinglePathRolloutBuffer
-    )
     model = TRPOVine(
-        "MlpPolicy", "CartPole-v1", rollout_buffer_class=CountingBuffer, rollout_buffer_kwargs=dict(marker=7), **SMALL
+        "MlpPolicy", "CartPole-v1", rollout_buffer_class=CountingBuffer, rollout_buffer_kwargs=dict(marker=7), **defaults
     ).learn(128)
     assert model.rollout_buffer.marker == 7 and model.rollout_buffer.n_adds == 128  # two rollouts of 64 steps
     with pytest.raises(ValueError, match="Unknown rollout_buffer_class 'mystery'"):
-        TRPOVine("MlpPolicy", "CartPole-v1", rollout_buffer_class="mystery", **SMALL)
+        TRPOVine("MlpPolicy", "CartPole-v1", **{**SMALL, "rollout_buffer_class": "mystery"})
 
 
-def test_vec_envs_and_vec_normalize():
-    subproc = make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=SubprocVecEnv, seed=0)
+@pytest.mark.parametrize("buffer", list(BUFFERS))
+def test_vec_envs_and_vec_normalize(buffer):
+    # SnapshotWrapper lets the vine collector reach the envs inside SubprocVecEnv workers
+    subproc = make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=SubprocVecEnv, seed=0, wrapper_class=SnapshotWrapper)
     try:
-        TRPOVine("MlpPolicy", subproc, **SMALL).learn(256)
+        TRPOVine("MlpPolicy", subproc, **{**SMALL, **BUFFERS[buffer]}).learn(256)
     finally:
         subproc.close()
     normalized = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
-    TRPOVine("MlpPolicy", normalized, **SMALL).learn(256)
-    assert normalized.obs_rms.count > 256
+    TRPOVine("MlpPolicy", normalized, **{**SMALL, **BUFFERS[buffer]}).learn(256)
+    assert normalized.obs_rms.count >= 128  # trunk steps only: branch observations never update the statistics
 
 
 def test_time_limit_truncation_bootstraps_with_the_value_function():
@@ -211,8 +222,9 @@ def test_logged_keys(tmp_path):
         assert key in header, key
 
 
-def test_save_load_predict_and_resume(tmp_path):
-    model = TRPOVine("MlpPolicy", "Pendulum-v1", **SMALL).learn(128)
+@pytest.mark.parametrize("buffer", list(BUFFERS))
+def test_save_load_predict_and_resume(tmp_path, buffer):
+    model = TRPOVine("MlpPolicy", "Pendulum-v1", **{**SMALL, **BUFFERS[buffer]}).learn(128)
     observations = np.random.default_rng(0).uniform(-1, 1, (10, 3)).astype(np.float32)
     actions, _ = model.predict(observations, deterministic=True)
     model.save(tmp_path / "model.zip")
@@ -222,8 +234,10 @@ def test_save_load_predict_and_resume(tmp_path):
     for p, q in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values(), strict=True):
         assert th.equal(p, q)
     assert loaded.policy.optimizer.state_dict()["state"].keys() == model.policy.optimizer.state_dict()["state"].keys()
+    assert type(loaded.rollout_buffer) is type(model.rollout_buffer)
+    steps_before = loaded.num_timesteps
     loaded.learn(64, reset_num_timesteps=False)
-    assert loaded.num_timesteps == 192
+    assert loaded.num_timesteps >= steps_before + 64 and loaded._n_updates == model._n_updates + 1
 
 
 def test_evaluate_policy_on_loaded_model(tmp_path):

@@ -1,0 +1,314 @@
+"""
+The vine sampling scheme of Schulman et al. (2015), Section 5.2: rollout set, branched actions, batched branch rollouts.
+
+Per iteration, around the ordinary trunk rollouts collected by ``TRPOVine.collect_rollouts``:
+
+1. before the trunk, pick the rollout set: N (step, env) positions drawn uniformly without replacement from the
+   trunk's ``n_steps * n_envs`` states (``select_rollout_states``);
+2. during the trunk, snapshot the simulator at those positions (``sb3_trpo_vine.snapshot``);
+3. after the trunk, branch K actions a_nk ~ q(.|s_n) per state and roll every branch out for H steps under pi,
+   all N*K branches in lockstep with one policy forward per step, in private clones of the training env that
+   are restored from the snapshots (the training env, its Monitor and VecNormalize statistics are untouched);
+4. Q(s_n, a_nk) = sum_h gamma^h r_h + gamma^H' V(s_H') when cut by H or a time limit (0 after a termination).
+
+With common random numbers the K branches of one state share the policy-noise stream of every step after the
+branched action, and start from the same simulator state (its RNG included), so Q differences come from the
+actions alone.
+"""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import (
+    VecCheckNan,
+    VecEnv,
+    VecEnvWrapper,
+    VecMonitor,
+    VecNormalize,
+    VecTransposeImage,
+)
+
+from sb3_trpo_vine.buffers import VineObjectiveMixin
+from sb3_trpo_vine.sampling import NumpyMlpSampler, TorchSampler, policy_noise, torch_sample
+from sb3_trpo_vine.snapshot import EnvSnapshot, clone_env, restore_snapshot, vec_clone_envs, vec_take_snapshots
+
+Observation = np.ndarray | dict[str, np.ndarray]
+ObservationTransform = Callable[[Observation], Observation]
+# VecEnv wrappers that neither change observations nor keep per-step state the branches would need
+PASS_THROUGH_VEC_WRAPPERS = (VecMonitor, VecCheckNan)
+
+
+def select_rollout_states(rng: np.random.Generator, n_steps: int, n_envs: int, n_states: int) -> np.ndarray:
+    """
+    The rollout set: ``n_states`` trunk positions drawn uniformly without replacement.
+
+    :param rng: the seeded generator
+    :param n_steps: trunk steps per environment
+    :param n_envs: number of trunk environments
+    :param n_states: N
+    :return: boolean mask ``(n_steps, n_envs)``
+    """
+    mask = np.zeros(n_steps * n_envs, dtype=bool)
+    mask[rng.choice(n_steps * n_envs, size=n_states, replace=False)] = True
+    return mask.reshape(n_steps, n_envs)
+
+
+def vec_transforms(venv: VecEnv) -> tuple[ObservationTransform, Callable[[np.ndarray], np.ndarray]]:
+    """
+    What the VecEnv wrappers do to raw env observations and rewards, applied to branch data.
+
+    ``VecNormalize`` normalises with its current statistics, frozen (branch data never updates them).
+
+    :param venv: the training VecEnv
+    :return: observation and reward transforms (batched)
+    """
+    observation_steps: list[ObservationTransform] = []
+    reward_steps: list[Callable[[np.ndarray], np.ndarray]] = []
+    while isinstance(venv, VecEnvWrapper):
+        if isinstance(venv, VecNormalize):
+            observation_steps.append(venv.normalize_obs)
+            reward_steps.append(venv.normalize_reward)
+        elif isinstance(venv, VecTransposeImage):
+            observation_steps.append(venv.transpose_observations)
+        elif not isinstance(venv, PASS_THROUGH_VEC_WRAPPERS):
+            raise ValueError(
+                f"Vine sampling cannot branch through the VecEnv wrapper {type(venv).__name__}: its state lives outside "
+                "the environments. Use an env-level wrapper instead (e.g. gymnasium.wrappers.FrameStackObservation "
+                "instead of VecFrameStack), or rollout_buffer_class='single_path'."
+            )
+        venv = venv.venv
+    observation_steps.reverse()  # innermost wrapper first
+    reward_steps.reverse()
+
+    def transform_observations(observations: Observation) -> Observation:
+        for step in observation_steps:
+            observations = step(observations)
+        return observations
+
+    def transform_rewards(rewards: np.ndarray) -> np.ndarray:
+        for step in reward_steps:
+            rewards = step(rewards)
+        return rewards
+
+    return transform_observations, transform_rewards
+
+
+def stack_observations(observations: list[Any]) -> Observation:
+    """
+    :param observations: single-env observations (arrays or dicts of arrays)
+    :return: the batch
+    """
+    if isinstance(observations[0], dict):
+        return {key: np.stack([observation[key] for observation in observations]) for key in observations[0]}
+    return np.stack(observations)
+
+
+def repeat_observations(observations: Observation, repeats: int) -> Observation:
+    """
+    :param observations: a batch of N observations
+    :param repeats: K
+    :return: the batch of N*K observations, each state repeated K times in a row
+    """
+    if isinstance(observations, dict):
+        return {key: np.repeat(value, repeats, axis=0) for key, value in observations.items()}
+    return np.repeat(observations, repeats, axis=0)
+
+
+def uniform_actions(rng: np.random.Generator, action_space: spaces.Space, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Uniform proposal q over a finite action space (the paper's Atari setting).
+
+    :param rng: the generator
+    :param action_space: Discrete, MultiDiscrete or MultiBinary
+    :param n_samples: number of actions
+    :return: actions and log q of each
+    """
+    if isinstance(action_space, spaces.Discrete):
+        actions = action_space.start + rng.integers(0, action_space.n, size=n_samples)
+        return actions, np.full(n_samples, -np.log(action_space.n))
+    if isinstance(action_space, spaces.MultiDiscrete):
+        nvec = action_space.nvec.reshape(-1)
+        return rng.integers(0, nvec, size=(n_samples, len(nvec))), np.full(n_samples, -np.log(nvec).sum())
+    n_bits = int(np.prod(action_space.shape))
+    return rng.integers(0, 2, size=(n_samples, n_bits)), np.full(n_samples, -n_bits * np.log(2.0))
+
+
+class VineCollector:
+    """
+    Snapshots the trunk at the rollout-set states and estimates Q(s_n, a_nk) with batched branch rollouts.
+
+    :param env: the training VecEnv
+    :param policy: the policy (fixed during the iteration)
+    :param sampler: its sampler for branch steps
+    :param env_actions: maps policy actions to environment actions (clipping / unscaling)
+    :param gamma: discount factor
+    """
+
+    def __init__(
+        self,
+        env: VecEnv,
+        policy: ActorCriticPolicy,
+        sampler: NumpyMlpSampler | TorchSampler,
+        env_actions: Callable[[np.ndarray], np.ndarray],
+        gamma: float,
+    ) -> None:
+        if policy.squash_output:
+            raise ValueError(
+                "Vine sampling does not support squashed (tanh) Gaussian policies; use rollout_buffer_class='single_path'"
+            )
+        self.env = env
+        self.policy = policy
+        self.sampler = sampler
+        self.env_actions = env_actions
+        self.gamma = gamma
+        self.transform_observations, self.transform_rewards = vec_transforms(env)
+        self.branch_envs: list[gym.Env] = []
+        self._template: gym.Env | None = None
+
+    def begin(self, buffer: VineObjectiveMixin, n_steps: int, rng: np.random.Generator) -> None:
+        """
+        Choose the rollout set for the coming trunk.
+
+        :param buffer: the vine buffer of this iteration
+        :param n_steps: trunk steps per environment
+        :param rng: the seeded policy-noise generator (shared with the trunk), used for every vine draw
+        """
+        self.rng = rng
+        self.rollout_mask = select_rollout_states(self.rng, n_steps, self.env.num_envs, buffer.n_rollout_states)
+        self.snapshots: list[EnvSnapshot] = []
+        self.observations: list[Any] = []
+        self.snapshot_seconds = 0.0
+
+    def record(self, step: int, observations: Observation) -> None:
+        """
+        Snapshot the trunk environments that are in the rollout set at this step (before acting).
+
+        :param step: trunk step index
+        :param observations: the current policy observations of every trunk env
+        """
+        indices = np.flatnonzero(self.rollout_mask[step])
+        if len(indices) == 0:
+            return
+        start = time.perf_counter()
+        self.snapshots += vec_take_snapshots(self.env, indices.tolist())
+        self.snapshot_seconds += time.perf_counter() - start
+        for index in indices:
+            if isinstance(observations, dict):
+                self.observations.append({key: value[index].copy() for key, value in observations.items()})
+            else:
+                self.observations.append(observations[index].copy())
+
+    def _ensure_branch_envs(self, n_branches: int) -> None:
+        if self._template is None:
+            self._template = vec_clone_envs(self.env, [0])[0]
+        while len(self.branch_envs) < n_branches:
+            self.branch_envs.append(clone_env(self._template))
+
+    def _propose(self, buffer: VineObjectiveMixin, observations: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """K actions per rollout state from q, with log q (the rows of a state are consecutive)."""
+        n_states, n_per_state = buffer.n_rollout_states, buffer.n_actions_per_state
+        action_space = self.policy.action_space
+        if buffer.action_proposal == "all":
+            actions = np.tile(np.arange(n_per_state) + action_space.start, n_states)  # type: ignore[attr-defined]
+            return actions, np.zeros(len(actions))
+        if buffer.action_proposal == "uniform":
+            return uniform_actions(self.rng, action_space, n_states * n_per_state)
+        repeated = self.policy.obs_to_tensor(repeat_observations(observations, n_per_state))[0]
+        noise = th.as_tensor(policy_noise(self.rng, action_space, n_states * n_per_state), device=self.policy.device)
+        with th.no_grad():
+            distribution = self.policy.get_distribution(repeated)
+            actions, log_proposal = torch_sample(distribution, noise)
+        return actions.cpu().numpy(), log_proposal.cpu().numpy()
+
+    def _branch_noise(self, n_states: int, n_per_state: int, common_random_numbers: bool) -> np.ndarray:
+        if common_random_numbers:
+            return np.repeat(policy_noise(self.rng, self.policy.action_space, n_states), n_per_state, axis=0)
+        return policy_noise(self.rng, self.policy.action_space, n_states * n_per_state)
+
+    def _reset_sde_noise(self, n_states: int, n_per_state: int, common_random_numbers: bool) -> None:
+        # gSDE: one exploration matrix per branch for the whole branch, shared by the K branches of a state under CRN
+        if common_random_numbers:
+            self.policy.reset_noise(n_states)
+            distribution = self.policy.action_dist
+            distribution.exploration_matrices = distribution.exploration_matrices.repeat_interleave(n_per_state, dim=0)
+        else:
+            self.policy.reset_noise(n_states * n_per_state)
+
+    def branch(self, buffer: VineObjectiveMixin) -> dict[str, float]:
+        """
+        Estimate Q for every (rollout state, branched action) pair and store the rollout set in ``buffer``.
+
+        :param buffer: the vine buffer (its trunk is already filled)
+        :return: statistics to log, including ``branch_steps`` (simulator steps spent on branches)
+        """
+        n_states, n_per_state, horizon = buffer.n_rollout_states, buffer.n_actions_per_state, buffer.rollout_length
+        n_branches = n_states * n_per_state
+        rollout_observations = stack_observations(self.observations)
+        actions, log_proposal = self._propose(buffer, rollout_observations)
+        if self.policy.use_sde:
+            self._reset_sde_noise(n_states, n_per_state, buffer.common_random_numbers)
+
+        self._ensure_branch_envs(n_branches)
+        envs = self.branch_envs[:n_branches]
+        start = time.perf_counter()
+        for index, env in enumerate(envs):
+            restore_snapshot(env, self.snapshots[index // n_per_state])
+        restore_seconds = time.perf_counter() - start
+
+        q_values = np.zeros(n_branches)
+        discount = np.ones(n_branches)
+        alive = np.ones(n_branches, dtype=bool)
+        bootstrap = np.zeros(n_branches, dtype=bool)
+        last_observations: list[Any] = [None] * n_branches
+        rewards = np.zeros(n_branches, dtype=np.float32)
+        terminated = np.zeros(n_branches, dtype=bool)
+        truncated = np.zeros(n_branches, dtype=bool)
+        branch_steps = 0
+        step_actions = actions
+        for step in range(horizon):
+            if step > 0:
+                noise = self._branch_noise(n_states, n_per_state, buffer.common_random_numbers)
+                step_actions, _, _ = self.sampler.sample(
+                    self.transform_observations(stack_observations(last_observations)), noise
+                )
+            env_actions = self.env_actions(step_actions)
+            for index in np.flatnonzero(alive):
+                last_observations[index], rewards[index], terminated[index], truncated[index], _ = envs[index].step(
+                    env_actions[index]
+                )
+            branch_steps += int(alive.sum())
+            q_values[alive] += discount[alive] * self.transform_rewards(rewards)[alive]
+            discount[alive] *= self.gamma
+            bootstrap |= alive & truncated & ~terminated  # cut by a time limit: bootstrap with V
+            alive &= ~(terminated | truncated)
+            if not alive.any():
+                break
+        bootstrap |= alive  # cut by the horizon H
+        if bootstrap.any():
+            final = self.transform_observations(stack_observations([last_observations[i] for i in np.flatnonzero(bootstrap)]))
+            q_values[bootstrap] += discount[bootstrap] * self.sampler.predict_values(final)
+
+        action_shape = actions.shape[1:]
+        buffer.set_rollout_set(
+            rollout_observations,
+            actions.reshape(n_states, n_per_state, *action_shape),
+            log_proposal.reshape(n_states, n_per_state),
+            q_values.reshape(n_states, n_per_state).astype(np.float32),
+        )
+        q_matrix = q_values.reshape(n_states, n_per_state)
+        return {
+            "branch_steps": branch_steps,
+            "q_mean": float(q_matrix.mean()),
+            "q_std": float(q_matrix.std()),
+            "q_spread_within_state": float(q_matrix.std(axis=1).mean()),
+            "terminated_branch_fraction": float((~bootstrap).mean()),
+            "snapshot_seconds": self.snapshot_seconds,
+            "restore_seconds": restore_seconds,
+            "branch_seconds": time.perf_counter() - start,
+        }
