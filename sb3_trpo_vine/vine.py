@@ -231,14 +231,13 @@ class VineCollector:
             return np.repeat(policy_noise(self.rng, self.policy.action_space, n_states), n_per_state, axis=0)
         return policy_noise(self.rng, self.policy.action_space, n_states * n_per_state)
 
-    def _reset_sde_noise(self, n_states: int, n_per_state: int, common_random_numbers: bool) -> None:
+    def _sde_exploration_matrices(self, n_states: int, n_per_state: int, common_random_numbers: bool) -> th.Tensor | None:
         # gSDE: one exploration matrix per branch for the whole branch, shared by the K branches of a state under CRN
-        if common_random_numbers:
-            self.policy.reset_noise(n_states)
-            distribution = self.policy.action_dist
-            distribution.exploration_matrices = distribution.exploration_matrices.repeat_interleave(n_per_state, dim=0)
-        else:
-            self.policy.reset_noise(n_states * n_per_state)
+        if not self.policy.use_sde:
+            return None
+        self.policy.reset_noise(n_states if common_random_numbers else n_states * n_per_state)
+        matrices = self.policy.action_dist.exploration_matrices
+        return matrices.repeat_interleave(n_per_state, dim=0) if common_random_numbers else matrices
 
     def branch(self, buffer: VineObjectiveMixin) -> dict[str, float]:
         """
@@ -251,8 +250,7 @@ class VineCollector:
         n_branches = n_states * n_per_state
         rollout_observations = stack_observations(self.observations)
         actions, log_proposal = self._propose(buffer, rollout_observations)
-        if self.policy.use_sde:
-            self._reset_sde_noise(n_states, n_per_state, buffer.common_random_numbers)
+        sde_matrices = self._sde_exploration_matrices(n_states, n_per_state, buffer.common_random_numbers)
 
         self._ensure_branch_envs(n_branches)
         envs = self.branch_envs[:n_branches]
@@ -266,28 +264,31 @@ class VineCollector:
         alive = np.ones(n_branches, dtype=bool)
         bootstrap = np.zeros(n_branches, dtype=bool)
         last_observations: list[Any] = [None] * n_branches
-        rewards = np.zeros(n_branches, dtype=np.float32)
+        reward = np.zeros(n_branches, dtype=np.float32)
         terminated = np.zeros(n_branches, dtype=bool)
         truncated = np.zeros(n_branches, dtype=bool)
         branch_steps = 0
-        step_actions = actions
+        live = np.arange(n_branches)
+        env_actions = self.env_actions(actions)
         for step in range(horizon):
             if step > 0:
-                noise = self._branch_noise(n_states, n_per_state, buffer.common_random_numbers)
-                step_actions, _, _ = self.sampler.sample(
-                    self.transform_observations(stack_observations(last_observations)), noise
+                # one batched forward for the live branches; under CRN the K branches of a state share the noise
+                noise = self._branch_noise(n_states, n_per_state, buffer.common_random_numbers)[live]
+                if sde_matrices is not None:
+                    self.policy.action_dist.exploration_matrices = sde_matrices[live]
+                observations = self.transform_observations(stack_observations([last_observations[i] for i in live]))
+                env_actions = self.env_actions(self.sampler.sample(observations, noise)[0])
+            for row, index in enumerate(live):
+                last_observations[index], reward[index], terminated[index], truncated[index], _ = envs[index].step(
+                    env_actions[row if step > 0 else index]
                 )
-            env_actions = self.env_actions(step_actions)
-            for index in np.flatnonzero(alive):
-                last_observations[index], rewards[index], terminated[index], truncated[index], _ = envs[index].step(
-                    env_actions[index]
-                )
-            branch_steps += int(alive.sum())
-            q_values[alive] += discount[alive] * self.transform_rewards(rewards)[alive]
-            discount[alive] *= self.gamma
+            branch_steps += len(live)
+            q_values[live] += discount[live] * self.transform_rewards(reward[live])
+            discount[live] *= self.gamma
             bootstrap |= alive & truncated & ~terminated  # cut by a time limit: bootstrap with V
             alive &= ~(terminated | truncated)
-            if not alive.any():
+            live = np.flatnonzero(alive)
+            if len(live) == 0:
                 break
         bootstrap |= alive  # cut by the horizon H
         if bootstrap.any():
