@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from sb3_contrib import TRPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -90,7 +91,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per algorithm and task")
     parser.add_argument("--iterations", type=int, default=8, help="policy iterations per run")
     parser.add_argument("--envs", nargs="+", default=list(TASKS))
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (same for every run)")
     args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)
 
     results: dict[str, Any] = {"machine": machine_description(), "iterations": args.iterations, "tasks": {}}
     rows = []

@@ -13,6 +13,7 @@ import argparse
 import time
 from typing import Any
 
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from benchmarks.common import machine_description, markdown_table, save_json, write_section
@@ -58,7 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--envs", nargs="+", default=list(TASKS))
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (same for every run)")
     args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)
     results: dict[str, Any] = {"machine": machine_description(), "vine_settings": VINE_SETTINGS, "tasks": {}}
     rows = []
     for env_id in args.envs:

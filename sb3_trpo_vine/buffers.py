@@ -97,6 +97,8 @@ class VineObjectiveMixin:
     :param action_proposal: q, see ``resolve_action_proposal``
     :param common_random_numbers: feed the K branches of one state the same policy-noise stream (and they start
         from the same simulator state, RNG included)
+    :param branch_value_targets: also fit the critic at the rollout states, on the branch estimate of V(s_n)
+        (sum_k w_k Q_nk / sum_k w_k with w_k = pi_old / q), besides the trunk's lambda-returns
     """
 
     buffer_size: int
@@ -112,6 +114,7 @@ class VineObjectiveMixin:
         rollout_length: int = 100,
         action_proposal: str = "auto",
         common_random_numbers: bool = True,
+        branch_value_targets: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -134,6 +137,7 @@ class VineObjectiveMixin:
         self.n_actions_per_state = n_actions_per_state
         self.rollout_length = rollout_length
         self.common_random_numbers = common_random_numbers
+        self.branch_value_targets = branch_value_targets
 
     def reset(self) -> None:
         """Clear the trunk and the rollout set."""
@@ -142,6 +146,7 @@ class VineObjectiveMixin:
         self.branch_actions: np.ndarray | None = None
         self.branch_log_proposal: np.ndarray | None = None
         self.q_values: np.ndarray | None = None
+        self.state_values: np.ndarray | None = None
 
     def set_rollout_set(
         self,
@@ -149,6 +154,7 @@ class VineObjectiveMixin:
         actions: np.ndarray,
         log_proposal: np.ndarray,
         q_values: np.ndarray,
+        state_values: np.ndarray | None = None,
     ) -> None:
         """
         Store the rollout set.
@@ -157,7 +163,9 @@ class VineObjectiveMixin:
         :param actions: ``(N, K, ...)`` branched actions (SB3 buffer layout per action)
         :param log_proposal: ``(N, K)`` log q(a_nk|s_n)
         :param q_values: ``(N, K)`` branch estimates
+        :param state_values: ``(N,)`` branch estimates of V(s_n), extra critic targets (``branch_value_targets``)
         """
+        self.state_values = state_values
         self.rollout_observations = observations
         self.branch_actions = actions
         self.branch_log_proposal = log_proposal
@@ -191,7 +199,20 @@ class VineObjectiveMixin:
             actions = th.as_tensor(self.branch_actions[::sub_sampling_factor], device=self.device)
             log_proposal = th.as_tensor(self.branch_log_proposal[::sub_sampling_factor], device=self.device)
             surrogate = SelfNormalizedImportanceQ(observations, actions, log_proposal, q_values)
-        return surrogate, trunk.observations, trunk.returns
+        if self.state_values is None:
+            return surrogate, trunk.observations, trunk.returns
+
+        def with_rollout_states(trunk_part: th.Tensor, rollout_part: np.ndarray) -> th.Tensor:
+            return th.cat([trunk_part, th.as_tensor(rollout_part, dtype=trunk_part.dtype, device=self.device)])
+
+        if isinstance(self.rollout_observations, dict):
+            critic_observations = {
+                key: with_rollout_states(trunk.observations[key], value) for key, value in self.rollout_observations.items()
+            }
+        else:
+            critic_observations = with_rollout_states(trunk.observations, self.rollout_observations)
+        critic_returns = with_rollout_states(trunk.returns, self.state_values)
+        return surrogate, critic_observations, critic_returns
 
 
 class VineRolloutBuffer(VineObjectiveMixin, RolloutBuffer):

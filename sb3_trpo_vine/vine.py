@@ -226,6 +226,17 @@ class VineCollector:
             actions, log_proposal = torch_sample(distribution, noise)
         return actions.cpu().numpy(), log_proposal.cpu().numpy()
 
+    def _state_values(
+        self, observations: Observation, actions: np.ndarray, log_proposal: np.ndarray, q_matrix: np.ndarray
+    ) -> np.ndarray:
+        """V(s_n) estimated from the branches: sum_k w_k Q_nk / sum_k w_k with w_k = pi_old(a_nk|s_n) / q(a_nk|s_n)."""
+        n_states, n_per_state = q_matrix.shape
+        repeated = self.policy.obs_to_tensor(repeat_observations(observations, n_per_state))[0]
+        with th.no_grad():
+            log_policy = self.policy.get_distribution(repeated).log_prob(th.as_tensor(actions, device=self.policy.device))
+        weights = np.exp(log_policy.cpu().numpy() - log_proposal).reshape(n_states, n_per_state)
+        return ((weights * q_matrix).sum(axis=1) / weights.sum(axis=1)).astype(np.float32)
+
     def _branch_noise(self, n_states: int, n_per_state: int, common_random_numbers: bool) -> np.ndarray:
         if common_random_numbers:
             return np.repeat(policy_noise(self.rng, self.policy.action_space, n_states), n_per_state, axis=0)
@@ -296,13 +307,14 @@ class VineCollector:
             q_values[bootstrap] += discount[bootstrap] * self.sampler.predict_values(final)
 
         action_shape = actions.shape[1:]
+        q_matrix = q_values.reshape(n_states, n_per_state)
         buffer.set_rollout_set(
             rollout_observations,
             actions.reshape(n_states, n_per_state, *action_shape),
             log_proposal.reshape(n_states, n_per_state),
-            q_values.reshape(n_states, n_per_state).astype(np.float32),
+            q_matrix.astype(np.float32),
+            self._state_values(rollout_observations, actions, log_proposal, q_matrix) if buffer.branch_value_targets else None,
         )
-        q_matrix = q_values.reshape(n_states, n_per_state)
         return {
             "branch_steps": branch_steps,
             "q_mean": float(q_matrix.mean()),

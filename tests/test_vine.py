@@ -96,6 +96,21 @@ def test_discrete_all_actions_q_and_surrogate_gradient_match_closed_form():
         assert th.allclose(ours, reference, atol=1e-5)
 
 
+@pytest.mark.parametrize("continuous", [False, True])
+def test_branch_value_targets_extend_the_critic_data(continuous):
+    model = constant_critic_model(DummyVecEnv([lambda: RewardIsActionEnv(continuous=continuous)]), branch_value_targets=True)
+    buffer = collect(model)
+    _, observations, returns = buffer.policy_objective(normalize_advantage=True, sub_sampling_factor=1)
+    assert len(observations) == len(returns) == 64 + 32
+    if continuous:  # q = pi: the importance weights are 1 and V(s_n) is the mean over the K branches
+        expected = buffer.q_values.mean(axis=1)
+    else:  # every action branched: V(s_n) = sum_a pi_old(a|s_n) Q(s_n, a)
+        with th.no_grad():
+            probs = model.policy.get_distribution(th.zeros(1, 2)).distribution.probs[0].numpy()
+        expected = (probs[None] * buffer.q_values).sum(axis=1)
+    np.testing.assert_allclose(returns[-32:].numpy(), expected, rtol=1e-5)
+
+
 def test_continuous_self_normalized_estimator_and_crn():
     model = constant_critic_model(DummyVecEnv([lambda: RewardIsActionEnv(continuous=True)]), n_actions_per_state=16)
     buffer = collect(model)
