@@ -50,10 +50,11 @@ import yaml
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER, convert_onpolicy_params
 from rl_zoo3.utils import get_class_by_name
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from sb3_trpo_vine.buffers import VineObjectiveMixin
-from sb3_trpo_vine.snapshot import SnapshotNotSupportedError, SnapshotWrapper
+from sb3_trpo_vine.snapshot import SnapshotWrapper
+from sb3_trpo_vine.snapshot.core import snapshot_problems
 from sb3_trpo_vine.trpo_vine import DEFAULT_ROLLOUT_BUFFER, ROLLOUT_BUFFER_ALIASES, TRPOVine
 
 ALGO_NAME = "trpo_vine"
@@ -203,6 +204,9 @@ class VineExperimentManager(ExperimentManager):
     Other algorithms are handled exactly as by ``ExperimentManager``. Same arguments as ``ExperimentManager``.
     """
 
+    # Whether the training envs must be snapshottable (set from the hyperparameters)
+    vine_sampling = False
+
     def _is_trpo_vine(self) -> bool:
         return issubclass(rl_zoo3.ALGOS[self.algo], TRPOVine)
 
@@ -244,10 +248,37 @@ class VineExperimentManager(ExperimentManager):
             return super()._preprocess_hyperparams(hyperparams)
         hyperparams = self._preprocess_rollout_buffer(hyperparams)
         hyperparams, env_wrapper, callbacks, vec_env_wrapper = super()._preprocess_hyperparams(hyperparams)
-        if self.vec_env_class is not DummyVecEnv and uses_vine(hyperparams.get("rollout_buffer_class")):
+        self.vine_sampling = uses_vine(hyperparams.get("rollout_buffer_class"))
+        if self.vine_sampling and self.vec_env_class is not DummyVecEnv:
             # Other VecEnvs reach their envs only through env_method, which needs SnapshotWrapper on top
             env_wrapper = _snapshot_wrapper_outermost(env_wrapper)
         return hyperparams, env_wrapper, callbacks, vec_env_wrapper
+
+    def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
+        """
+        Create the environment and wrap it if necessary; fail in one line if vine sampling cannot snapshot it.
+
+        :param n_envs: number of envs
+        :param eval_env: whether it is an environment used for evaluation (never snapshotted)
+        :param no_log: do not log training when doing hyperparameter optimization
+        :return: the vectorized environment, with appropriate wrappers
+        """
+        env = super().create_envs(n_envs, eval_env=eval_env, no_log=no_log)
+        if self.vine_sampling and not eval_env:
+            # Every env is built alike: the first one tells what prevents snapshots
+            base_env = env.unwrapped
+            if isinstance(base_env, DummyVecEnv):
+                problems = snapshot_problems(base_env.envs[0])
+            else:
+                problems = base_env.env_method("snapshot_problems", indices=0)[0]
+            if problems:
+                env.close()
+                raise ValueError(
+                    f"vine sampling cannot snapshot {self.env_name.gym_id}: {'; '.join(problems)}. Train it single-path "
+                    "(--hyperparams rollout_buffer_class:\"'single_path'\") or make it snapshottable "
+                    "(sb3_trpo_vine.snapshot.register_snapshot_handler)"
+                )
+        return env
 
     def _preprocess_rollout_buffer(self, hyperparams: dict[str, Any]) -> dict[str, Any]:
         buffer_class = hyperparams.get("rollout_buffer_class")
@@ -343,10 +374,7 @@ def run_zoo_script(script: str, args: Sequence[str], prog: str) -> None:
             try:
                 SCRIPTS[script]()
             except INPUT_ERRORS as error:
-                message = str(error)
-                if isinstance(error, SnapshotNotSupportedError):
-                    message += "\nIn the zoo: --hyperparams rollout_buffer_class:\"'single_path'\""
-                raise SystemExit(f"{prog}: error: {message}") from None
+                raise SystemExit(f"{prog}: error: {error}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:

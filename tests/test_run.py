@@ -336,3 +336,15 @@ def test_corrupt_and_foreign_saved_models(tmp_path):
             target.writestr(item, data)
     with pytest.raises(ValueError, match="parameters do not match"):
         TRPOVine.load(tmp_path / "bad.zip")
+
+
+def test_every_sb3_contrib_trpo_hyperparameter_has_the_same_name_and_default():
+    import inspect
+
+    from sb3_contrib import TRPO
+
+    ours = inspect.signature(TRPOVine.__init__).parameters
+    theirs = inspect.signature(TRPO.__init__).parameters
+    for name, parameter in theirs.items():
+        assert name in ours, name
+        assert ours[name].default == parameter.default, name

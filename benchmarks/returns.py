@@ -1,0 +1,166 @@
+"""
+Returns benchmark: sb3_contrib.TRPO vs TRPOVine single-path vs TRPOVine vine, learning curves over simulator steps
+and wall-clock seconds. Resumable: every (env, algorithm, seed, budget) run writes its own JSON file under
+docs/results/returns/ and finished runs are skipped.
+
+Hyperparameters:
+- ``sb3_contrib``: the RL-Zoo TRPO entry (rl_zoo3/hyperparams/trpo.yml; -v5 ids use the -v4 entry);
+- ``single_path``: the same entry with target_kl and cg_damping multiplied by the action dimension d of a Box (the
+  same trust region in the paper's KL, see README) and ``rollout_buffer_class="single_path"``;
+- ``vine``: this package's zoo entry (zoo_hyperparams/trpo_vine.yml).
+
+Evaluation: every ``--eval-every`` simulator steps (at the end of the first rollout past it), ``--eval-episodes``
+deterministic episodes on a separate env with the training VecNormalize statistics frozen.
+
+    python -m benchmarks.returns --envs Hopper-v5 --algos sb3_contrib single_path vine --seeds 0 1 2 --budget 300000
+"""
+
+import argparse
+import json
+import pathlib
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from sb3_contrib import TRPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
+
+from benchmarks.common import RESULTS
+from sb3_trpo_vine import TRPOVine
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ZOO_TRPO = pathlib.Path(__import__("rl_zoo3").__file__).parent / "hyperparams" / "trpo.yml"
+OURS = ROOT / "zoo_hyperparams" / "trpo_vine.yml"
+RUNS = RESULTS / "returns"
+ZOO_ONLY_KEYS = ("n_timesteps", "n_envs", "normalize", "policy", "env_wrapper", "frame_stack")
+
+
+def zoo_entry(path: pathlib.Path, env_id: str) -> dict[str, Any]:
+    """
+    :param path: an RL-Zoo hyperparameter file
+    :param env_id: the env id (a -v5 id falls back to the -v4 key)
+    :return: the entry with ``policy_kwargs`` strings evaluated
+    """
+    entries = yaml.safe_load(path.read_text())
+    entry = dict(entries.get(env_id) or entries[env_id.replace("-v5", "-v4")])
+    if isinstance(entry.get("policy_kwargs"), str):
+        entry["policy_kwargs"] = eval(entry["policy_kwargs"], {"nn": torch.nn, "dict": dict})
+    return entry
+
+
+def algorithm_setup(env_id: str, algo: str) -> tuple[type[BaseAlgorithm], dict[str, Any]]:
+    """
+    :param env_id: the env id
+    :param algo: ``sb3_contrib``, ``single_path`` or ``vine``
+    :return: the algorithm class and its zoo-style entry
+    """
+    if algo == "vine":
+        return TRPOVine, zoo_entry(OURS, env_id)
+    entry = zoo_entry(ZOO_TRPO, env_id)
+    if algo == "sb3_contrib":
+        return TRPO, entry
+    action_space = gym.make(env_id).action_space
+    if isinstance(action_space, gym.spaces.Box):
+        dims = int(np.prod(action_space.shape))
+        entry["target_kl"] = entry.get("target_kl", 0.01) * dims
+        entry["cg_damping"] = entry.get("cg_damping", 0.1) * dims
+    return TRPOVine, {**entry, "rollout_buffer_class": "single_path"}
+
+
+def make_env(env_id: str, entry: dict[str, Any], seed: int, training: bool) -> VecEnv:
+    venv = make_vec_env(env_id, n_envs=entry.get("n_envs", 1) if training else 1, seed=seed)
+    normalize = entry.get("normalize", False)
+    if normalize:
+        kwargs = eval(normalize) if isinstance(normalize, str) else {}
+        venv = VecNormalize(venv, training=training, **({} if training else {"norm_reward": False}), **kwargs)
+    return venv
+
+
+class PeriodicEvaluation(BaseCallback):
+    """Evaluate at the end of the first rollout past every ``every`` simulator steps; wall time excludes evaluation."""
+
+    def __init__(self, eval_env: VecEnv, every: int, n_episodes: int) -> None:
+        super().__init__()
+        self.eval_env, self.every, self.n_episodes = eval_env, every, n_episodes
+        self.curve: list[dict[str, float]] = []
+        self.eval_seconds = 0.0
+
+    def _on_training_start(self) -> None:
+        self.start = time.perf_counter()
+        self.next_eval = self.every
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.model.num_timesteps >= self.next_eval:
+            self.evaluate()
+            while self.next_eval <= self.model.num_timesteps:
+                self.next_eval += self.every
+
+    def evaluate(self) -> None:
+        eval_start = time.perf_counter()
+        if isinstance(self.model.get_env(), VecNormalize):
+            sync_envs_normalization(self.model.get_env(), self.eval_env)
+        mean, std = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_episodes, deterministic=True)
+        self.eval_seconds += time.perf_counter() - eval_start
+        wall = time.perf_counter() - self.start - self.eval_seconds
+        self.curve.append(dict(timesteps=self.model.num_timesteps, seconds=wall, mean_return=mean, std_return=std))
+
+
+def run(env_id: str, algo: str, seed: int, budget: int, eval_every: int, eval_episodes: int) -> pathlib.Path:
+    path = RUNS / f"{env_id}__{algo}__s{seed}__{budget}.json"
+    if path.exists():
+        print(f"skip {path.name} (done)", flush=True)
+        return path
+    algorithm, entry = algorithm_setup(env_id, algo)
+    train_env = make_env(env_id, entry, seed, training=True)
+    eval_env = make_env(env_id, entry, seed + 10_000, training=False)
+    hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
+    model = algorithm(entry.get("policy", "MlpPolicy"), train_env, seed=seed, **hyperparams)
+    evaluation = PeriodicEvaluation(eval_env, eval_every, eval_episodes)
+    model.learn(budget, callback=evaluation)
+    evaluation.evaluate()  # final policy
+    RUNS.mkdir(parents=True, exist_ok=True)
+    payload = dict(
+        env=env_id,
+        algo=algo,
+        seed=seed,
+        budget=budget,
+        hyperparams=repr(hyperparams),
+        torch_threads=torch.get_num_threads(),
+        curve=evaluation.curve,
+    )
+    path.write_text(json.dumps(payload, indent=1))
+    print(
+        f"{path.name}: final {evaluation.curve[-1]['mean_return']:.1f} in {evaluation.curve[-1]['seconds']:.0f}s", flush=True
+    )
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=["Hopper-v5"])
+    parser.add_argument("--algos", nargs="+", default=["sb3_contrib", "single_path", "vine"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--budget", type=int, default=1_000_000)
+    parser.add_argument("--eval-every", type=int, default=None, help="default: budget / 10")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--torch-threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.torch_threads)
+    for env_id in args.envs:
+        for seed in args.seeds:
+            for algo in args.algos:
+                run(env_id, algo, seed, args.budget, args.eval_every or args.budget // 10, args.eval_episodes)
+
+
+if __name__ == "__main__":
+    main()

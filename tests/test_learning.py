@@ -1,0 +1,56 @@
+"""Learning checks with fixed seeds (thresholds measured on the CI machine type, see docs/benchmarks.md)."""
+
+import pytest
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_trpo_vine import TRPOVine
+
+# RL-Zoo's CartPole-v1 TRPO entry
+CARTPOLE = dict(n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99, n_critic_updates=20)
+
+
+def evaluate(model: TRPOVine, env_id: str) -> float:
+    mean_return, _ = evaluate_policy(model, make_vec_env(env_id, n_envs=1, seed=1000), n_eval_episodes=20)
+    return mean_return
+
+
+def test_single_path_learns_cartpole_in_the_zoo_budget():
+    # measured: 500 +/- 0 for seeds 0, 1, 2 after 1e5 steps
+    model = TRPOVine(
+        "MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), seed=0, rollout_buffer_class="single_path", **CARTPOLE
+    )
+    model.learn(100_000)
+    assert evaluate(model, "CartPole-v1") >= 475
+
+
+def test_vine_learns_cartpole():
+    # measured: 500 and 461 (seeds 0, 1) after 2e5 simulator steps (trunk + branches), N=64, both actions, H=50
+    model = TRPOVine(
+        "MlpPolicy",
+        make_vec_env("CartPole-v1", n_envs=2, seed=0),
+        seed=0,
+        rollout_buffer_kwargs=dict(n_rollout_states=64, rollout_length=50),
+        **CARTPOLE,
+    )
+    model.learn(200_000)
+    assert evaluate(model, "CartPole-v1") >= 450
+
+
+@pytest.mark.slow
+def test_vine_learns_pendulum():
+    # see docs/benchmarks.md for the measured returns of this configuration (a random policy scores about -1200)
+    model = TRPOVine(
+        "MlpPolicy",
+        make_vec_env("Pendulum-v1", n_envs=2, seed=0),
+        seed=0,
+        n_steps=256,
+        batch_size=128,
+        gamma=0.9,
+        n_critic_updates=15,
+        use_sde=True,
+        sde_sample_freq=4,
+        rollout_buffer_kwargs=dict(n_rollout_states=128, rollout_length=10),
+    )
+    model.learn(200_000)
+    assert evaluate(model, "Pendulum-v1") >= -400

@@ -1,0 +1,315 @@
+"""RL-Zoo integration: registration, the packaged hyperparameters, and the train / enjoy / record_video scripts."""
+
+import argparse
+import os
+import pathlib
+import subprocess
+import sys
+
+import ale_py
+import gymnasium as gym
+import numpy as np
+import optuna
+import pytest
+import rl_zoo3
+import rl_zoo3.enjoy
+import rl_zoo3.exp_manager
+import rl_zoo3.train
+import yaml
+from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+
+from sb3_trpo_vine import SinglePathRolloutBuffer, TRPOVine, VineRolloutBuffer
+from sb3_trpo_vine.buffers import VineObjectiveMixin
+from sb3_trpo_vine.zoo import (
+    VineExperimentManager,
+    convert_trpo_vine_params,
+    hyperparams_file,
+    main,
+    register_rl_zoo,
+    sample_trpo_vine_params,
+)
+
+gym.register_envs(ale_py)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+USER_HYPERPARAMS = REPO / "zoo_hyperparams" / "trpo_vine.yml"
+PACKAGED_HYPERPARAMS = REPO / "sb3_trpo_vine" / "hyperparams" / "trpo_vine.yml"
+HYPERPARAMS = yaml.safe_load(USER_HYPERPARAMS.read_text())
+ENV_IDS = [key for key in HYPERPARAMS if key not in ("default", "atari")]
+# Shrink every entry to a fast run: vine with N=4, H=10 (K stays 4 where it applies)
+SMALL = ["n_steps:64", "batch_size:64", "rollout_buffer_kwargs:dict(n_rollout_states=4,rollout_length=10)"]
+SINGLE_PATH = ["rollout_buffer_class:'single_path'"]
+ZOO_FLAGS = ["--seed", "0", "--num-threads", "1"]
+
+
+def run_zoo(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
+    """Run ``python -m sb3_trpo_vine.zoo`` in a subprocess (cwd: the test's temp folder)."""
+    return subprocess.run(
+        [sys.executable, "-m", "sb3_trpo_vine.zoo", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def check_ok(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def check_input_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """Bad input: non-zero exit, a short ``error:`` message naming the problem, no traceback."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error: " in lines[0], result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def test_packaged_hyperparams_identical_to_user_copy():
+    assert PACKAGED_HYPERPARAMS.read_bytes() == USER_HYPERPARAMS.read_bytes()
+    with hyperparams_file() as path:
+        assert path.read_bytes() == USER_HYPERPARAMS.read_bytes()
+
+
+def test_hyperparams_cover_the_required_envs():
+    required = {
+        "CartPole-v1",
+        "Pendulum-v1",
+        "Acrobot-v1",
+        "MountainCarContinuous-v0",
+        "LunarLander-v3",
+        *(f"{name}-v5" for name in ("Hopper", "HalfCheetah", "Walker2d", "Swimmer", "Ant", "Humanoid")),
+        *(f"{name}-v5" for name in ("InvertedPendulum", "InvertedDoublePendulum", "Reacher")),
+    }
+    assert required <= set(ENV_IDS)
+    assert any(rl_zoo3.exp_manager.ExperimentManager.is_atari(env_id) for env_id in ENV_IDS)
+    for env_id in ENV_IDS:
+        assert env_id in gym.envs.registry, f"{env_id} is not a registered Gymnasium id"
+    text = USER_HYPERPARAMS.read_text()
+    assert "# Tuned" not in text  # only entries backed by a run recorded in docs/benchmarks.md may say so
+    assert text.count("# To be tuned") >= len(ENV_IDS)
+
+
+def make_manager(env_id: str, log_folder: pathlib.Path, **kwargs) -> VineExperimentManager:
+    register_rl_zoo()
+    return VineExperimentManager(
+        argparse.Namespace(),
+        "trpo_vine",
+        env_id,
+        str(log_folder),
+        eval_freq=-1,
+        config=str(PACKAGED_HYPERPARAMS),
+        verbose=0,
+        **kwargs,
+    )
+
+
+# default: an env without an entry; atari: an Atari id without an entry
+@pytest.mark.parametrize("env_id", [*ENV_IDS, "MountainCar-v0", "BreakoutNoFrameskip-v4"])
+def test_every_entry_constructs_a_model(env_id, tmp_path):
+    entry = HYPERPARAMS.get(env_id, HYPERPARAMS["atari" if "NoFrameskip" in env_id else "default"])
+    model, saved_hyperparams = make_manager(env_id, tmp_path).setup_experiment()
+    try:
+        assert isinstance(model, TRPOVine)
+        # Each entry states its sampling scheme and runs it
+        assert saved_hyperparams["rollout_buffer_class"] == entry["rollout_buffer_class"]
+        is_vine = isinstance(model.rollout_buffer, VineObjectiveMixin)
+        assert is_vine == (entry["rollout_buffer_class"] == "vine")
+        if is_vine:
+            assert isinstance(entry["rollout_buffer_kwargs"], dict)
+            for key, value in entry["rollout_buffer_kwargs"].items():
+                if key != "action_proposal":
+                    assert getattr(model.rollout_buffer, key) == value
+    finally:
+        model.env.close()
+
+
+def test_register_rl_zoo_is_idempotent():
+    register_rl_zoo()
+    algos, samplers = dict(rl_zoo3.ALGOS), dict(HYPERPARAMS_SAMPLER)
+    register_rl_zoo()
+    assert rl_zoo3.ALGOS == algos and HYPERPARAMS_SAMPLER == samplers
+    assert rl_zoo3.ALGOS["trpo_vine"] is TRPOVine
+    assert HYPERPARAMS_SAMPLER["trpo_vine"] is sample_trpo_vine_params
+    assert HYPERPARAMS_CONVERTER["trpo_vine"] is convert_trpo_vine_params
+    # One shared table: every zoo script sees the registration
+    for module in (rl_zoo3.train, rl_zoo3.enjoy, rl_zoo3.exp_manager):
+        assert module.ALGOS is rl_zoo3.ALGOS
+
+
+def test_sampler_and_converter_agree():
+    trial = optuna.trial.FixedTrial(
+        {
+            "n_steps_pow": 6,
+            "batch_size_pow": 10,
+            "one_minus_gamma": 0.01,
+            "one_minus_gae_lambda": 0.05,
+            "learning_rate": 1e-3,
+            "n_critic_updates": 5,
+            "cg_max_steps": 10,
+            "target_kl": 0.02,
+            "net_arch": "small",
+            "activation_fn": "tanh",
+            "n_rollout_states": 64,
+            "n_actions_per_state": 2,
+            "rollout_length": 10,
+        }
+    )
+    sampled = sample_trpo_vine_params(trial, n_actions=1, n_envs=1, additional_args={})
+    assert sampled == convert_trpo_vine_params(trial.params)
+    assert sampled["n_steps"] == 64 and sampled["batch_size"] == 64  # the minibatch never exceeds the rollout
+    assert sampled["rollout_buffer_class"] == "vine"
+    assert sampled["rollout_buffer_kwargs"] == dict(n_rollout_states=64, n_actions_per_state=2, rollout_length=10)
+    model = TRPOVine("MlpPolicy", "Pendulum-v1", **sampled)
+    assert isinstance(model.rollout_buffer, VineRolloutBuffer)
+    assert np.isclose(model.gamma, 0.99)
+
+
+def test_rollout_buffer_strings_and_single_path_switch(tmp_path):
+    # A zoo-style string is evaluated; selecting single-path drops the vine-only settings
+    manager = make_manager(
+        "CartPole-v1",
+        tmp_path,
+        hyperparams={"rollout_buffer_kwargs": "dict(n_rollout_states=8, rollout_length=5)"},
+    )
+    model, _ = manager.setup_experiment()
+    assert model.rollout_buffer.n_rollout_states == 8 and model.rollout_buffer.rollout_length == 5
+    model.env.close()
+    manager = make_manager(
+        "CartPole-v1", tmp_path, hyperparams={"rollout_buffer_class": "sb3_trpo_vine.buffers.SinglePathRolloutBuffer"}
+    )
+    model, _ = manager.setup_experiment()
+    assert type(model.rollout_buffer) is SinglePathRolloutBuffer
+    model.env.close()
+
+
+def train_and_enjoy(tmp_path: pathlib.Path, env_id: str, hyperparams: list[str], n_timesteps: int) -> pathlib.Path:
+    """Train with an evaluation, enjoy the last and the best model, and return the saved model."""
+    check_ok(
+        run_zoo(
+            "train",
+            "--env",
+            env_id,
+            "-n",
+            str(n_timesteps),
+            "-f",
+            "logs",
+            "--eval-freq",
+            "256",
+            "--eval-episodes",
+            "2",
+            *ZOO_FLAGS,
+            "--hyperparams",
+            *hyperparams,
+            cwd=tmp_path,
+        )
+    )
+    run_folder = tmp_path / "logs" / "trpo_vine" / f"{env_id}_1"
+    assert (run_folder / "best_model.zip").is_file()
+    for extra in ([], ["--load-best"]):
+        output = check_ok(run_zoo("enjoy", "--env", env_id, "--no-render", "-n", "400", *extra, cwd=tmp_path))
+        assert "Mean reward" in output
+    return run_folder / f"{env_id}.zip"
+
+
+@pytest.mark.parametrize("sampling", ["vine", "single_path"])
+def test_train_and_enjoy_pendulum(tmp_path, sampling):
+    hyperparams = SMALL if sampling == "vine" else [*SMALL, *SINGLE_PATH]
+    model = TRPOVine.load(train_and_enjoy(tmp_path, "Pendulum-v1", hyperparams, 1500))
+    expected = VineRolloutBuffer if sampling == "vine" else SinglePathRolloutBuffer
+    assert model.rollout_buffer_class is expected
+    action, _ = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)
+    assert action.shape == (1,)
+
+
+def test_train_and_enjoy_cartpole_twice(tmp_path):
+    """Two runs in one folder get the experiment ids 1 and 2; the zip loads and predicts; record_video works."""
+    model_path = train_and_enjoy(tmp_path, "CartPole-v1", SMALL, 1000)
+    first_run = model_path.read_bytes()
+    second_run = ["--env", "CartPole-v1", "-n", "500", "-f", "logs", "--eval-freq", "-1", *ZOO_FLAGS, "--hyperparams", *SMALL]
+    check_ok(run_zoo("train", *second_run, cwd=tmp_path))
+    runs = sorted(path.name for path in (tmp_path / "logs" / "trpo_vine").iterdir())
+    assert runs == ["CartPole-v1_1", "CartPole-v1_2"]
+    assert model_path.read_bytes() == first_run
+    model = TRPOVine.load(model_path)
+    assert isinstance(model.rollout_buffer, VineRolloutBuffer)
+    assert model.predict(np.zeros(4, dtype=np.float32))[0] in (0, 1)
+    check_ok(run_zoo("record_video", "--env", "CartPole-v1", "--exp-id", "2", "-n", "20", cwd=tmp_path))
+    assert list((tmp_path / "logs" / "trpo_vine" / "CartPole-v1_2" / "videos").glob("*.mp4"))
+
+
+def test_atari_entry_trains(tmp_path):
+    # The Atari stack (Python sticky actions, env-level frame stacking) with CnnPolicy: one vine iteration
+    flags = ["--env", "PongNoFrameskip-v4", "-n", "300", "-f", "logs", "--eval-freq", "-1", *ZOO_FLAGS, "--hyperparams"]
+    flags += ["n_envs:2", "n_steps:32", "batch_size:64"]
+    flags += ["rollout_buffer_kwargs:dict(n_rollout_states=4,rollout_length=8,action_proposal='uniform')"]
+    output = check_ok(run_zoo("train", *flags, cwd=tmp_path))
+    assert "vine/branch_steps" in output
+    model = TRPOVine.load(tmp_path / "logs" / "trpo_vine" / "PongNoFrameskip-v4_1" / "PongNoFrameskip-v4.zip")
+    assert model.observation_space.shape == (4, 84, 84)
+
+
+def test_optimize(tmp_path):
+    flags = ["--env", "CartPole-v1", "-n", "300", "-f", "logs", "-optimize", "--n-trials", "2", "--n-evaluations", "1"]
+    flags += ["--eval-episodes", "1", "--sampler", "random", "--pruner", "none", "--no-optim-plots", *ZOO_FLAGS]
+    output = check_ok(run_zoo("train", *flags, cwd=tmp_path))
+    assert "Number of finished trials:  2" in output
+    assert list((tmp_path / "logs" / "trpo_vine").glob("report_CartPole-v1_2-trials-300-random-none_*.csv"))
+
+
+def test_subproc_vec_env_with_vine(tmp_path):
+    # SnapshotWrapper is added on top of each env of a SubprocVecEnv, so vine can reach the workers' simulators
+    flags = ["--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--eval-freq", "-1", "--vec-env", "subproc", *ZOO_FLAGS]
+    output = check_ok(run_zoo("train", *flags, "--hyperparams", *SMALL, cwd=tmp_path))
+    assert "vine/branch_steps" in output
+
+
+def test_explicit_algo_and_conf_win(tmp_path):
+    conf = tmp_path / "ppo.yml"
+    conf.write_text("CartPole-v1:\n  n_timesteps: 64\n  policy: 'MlpPolicy'\n  n_steps: 32\n")
+    flags = ["--algo", "ppo", "--env", "CartPole-v1", "-f", "logs", "--eval-freq", "-1", "-conf", str(conf), *ZOO_FLAGS]
+    check_ok(run_zoo("train", *flags, cwd=tmp_path))
+    assert (tmp_path / "logs" / "ppo" / "CartPole-v1_1" / "CartPole-v1.zip").is_file()
+
+
+@pytest.mark.parametrize(
+    "yaml_text, fragments",
+    [
+        ("CartPole-v1:\n  n_timesteps: 100\n  n_stepz: 64\n", ["unknown hyperparameter 'n_stepz'", "did you mean 'n_steps'?"]),
+        ("CartPole-v1:\n  policy: [MlpPolicy\n", ["is not valid YAML", "line 2"]),
+        ("CartPole-v1: 5\n", ["is not an RL-Zoo hyperparameter file"]),
+        ("CartPole-v1:\n  policy: 'MlpPolicy'\n", ["no n_timesteps"]),
+        ("CartPole-v1:\n  n_timesteps: 100\n  rollout_buffer_kwargs: 'dict(n_rollout_states='\n", ["rollout_buffer_kwargs"]),
+    ],
+)
+def test_malformed_hyperparameters(tmp_path, capsys, yaml_text, fragments):
+    conf = tmp_path / "bad.yml"
+    conf.write_text(yaml_text)
+    with pytest.raises(SystemExit) as error:
+        main(["train", "--env", "CartPole-v1", "-f", str(tmp_path / "logs"), "-conf", str(conf)])
+    message = str(error.value.code)
+    assert message.startswith("python -m sb3_trpo_vine.zoo train: error: ")
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+    assert not (tmp_path / "logs").exists()  # rejected before any experiment folder is made
+
+
+def test_unknown_env_id(tmp_path):
+    check_input_error(run_zoo("train", "--env", "CartPol-v1", cwd=tmp_path), "CartPol-v1 not found", "CartPole-v1")
+
+
+def test_vine_on_env_without_snapshots(tmp_path):
+    # Box2D cannot be snapshotted: the LunarLander entry is single-path, and asking for vine fails in one line
+    flags = ["--env", "LunarLander-v3", "-n", "100", "--hyperparams", "rollout_buffer_class:'vine'"]
+    result = run_zoo("train", *flags, cwd=tmp_path)
+    check_input_error(result, "vine sampling cannot snapshot LunarLander-v3", "rollout_buffer_class")
+
+
+def test_enjoy_without_experiment(tmp_path):
+    check_input_error(run_zoo("enjoy", "--env", "CartPole-v1", "--no-render", cwd=tmp_path), "logs/trpo_vine")
