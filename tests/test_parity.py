@@ -23,12 +23,14 @@ def test_single_path_update_matches_sb3_contrib(env_id, action_dim):
     scale = action_dim if box else 1
     common = dict(n_steps=256, n_critic_updates=1, cg_max_steps=15, seed=3, policy_kwargs=dict(net_arch=[32, 32]))
     reference = TRPO("MlpPolicy", env_id, target_kl=TARGET_KL / scale, cg_damping=CG_DAMPING / scale, **common)
-    ours = TRPOVine("MlpPolicy", env_id, target_kl=TARGET_KL, cg_damping=CG_DAMPING, **common)
+    ours = TRPOVine(
+        "MlpPolicy", env_id, target_kl=TARGET_KL, cg_damping=CG_DAMPING, rollout_buffer_class="single_path", **common
+    )
     ours.policy.load_state_dict(reference.policy.state_dict())
 
     # one batch collected by sb3-contrib, trained on by both
-    reference._setup_learn(256)
-    reference.collect_rollouts(reference.env, _NoCallback(), reference.rollout_buffer, reference.n_steps)
+    _, callback = reference._setup_learn(256)
+    reference.collect_rollouts(reference.env, callback, reference.rollout_buffer, reference.n_steps)
     ours.rollout_buffer = reference.rollout_buffer
     ours._logger = reference.logger
 
@@ -62,19 +64,3 @@ def test_single_path_update_matches_sb3_contrib(env_id, action_dim):
         # third-order difference between forward and reverse KL
         assert reference_logs["train/kl_divergence_loss"] == pytest.approx(paper_kl / scale, rel=0.2)
     assert np.isfinite(ours.logger.name_to_value["train/cg_residual"])
-
-
-class _NoCallback:
-    """Minimal stand-in for a callback during a manual collect_rollouts call."""
-
-    def on_rollout_start(self) -> None:
-        pass
-
-    def on_rollout_end(self) -> None:
-        pass
-
-    def update_locals(self, _locals) -> None:
-        pass
-
-    def on_step(self) -> bool:
-        return True

@@ -1,0 +1,21 @@
+# Benchmarks (long; each run writes its own result file and finished runs are skipped) and the report from them.
+.PHONY: bench report test lint docs
+
+bench:
+	python -m benchmarks.speed --repeats 3 --iterations 8
+	python -m benchmarks.vine_throughput --iterations 3
+	python -m benchmarks.returns --envs CartPole-v1 --seeds 0 1 2 --budget 200000 --eval-every 20000
+	python -m benchmarks.returns --envs Hopper-v5 --seeds 0 1 2 --budget 300000 --eval-every 30000
+	python -m benchmarks.report
+
+report:
+	python -m benchmarks.report
+
+test:
+	python -m pytest -n 2
+
+lint:
+	ruff check .
+
+docs:
+	sphinx-build -W -b html docs docs/_build/html
