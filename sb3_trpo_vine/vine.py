@@ -18,7 +18,7 @@ actions alone.
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -139,6 +139,59 @@ def uniform_actions(rng: np.random.Generator, action_space: spaces.Space, n_samp
     return rng.integers(0, 2, size=(n_samples, n_bits)), np.full(n_samples, -n_bits * np.log(2.0))
 
 
+class BranchPool(Protocol):
+    """
+    Where the branch rollouts are simulated: ``restore`` puts branch i in the state of ``snapshots[i]``, ``step``
+    advances the given branches by one step each (no auto-reset). A VecEnv may provide its own pool through a
+    ``make_branch_pool()`` method (e.g. to simulate branches where its environments live).
+    """
+
+    def restore(self, snapshots: list[EnvSnapshot]) -> None: ...
+
+    def step(self, indices: np.ndarray, actions: np.ndarray) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+class LocalBranchPool:
+    """
+    Branch envs in the main process: independent clones of the training env's wrapper chain (never writing Monitor
+    CSVs, never touching the training env or its statistics), created once and grown on demand.
+
+    :param venv: the training VecEnv
+    """
+
+    def __init__(self, venv: VecEnv) -> None:
+        self.template = vec_clone_envs(venv, [0])[0]
+        self.envs: list[gym.Env] = []
+
+    def restore(self, snapshots: list[EnvSnapshot]) -> None:
+        """
+        :param snapshots: one snapshot per branch
+        """
+        while len(self.envs) < len(snapshots):
+            self.envs.append(clone_env(self.template))
+        for env, snapshot in zip(self.envs, snapshots, strict=False):
+            restore_snapshot(env, snapshot)
+
+    def step(self, indices: np.ndarray, actions: np.ndarray) -> tuple[list[Any], np.ndarray, np.ndarray, np.ndarray]:
+        """
+        :param indices: the branches to advance
+        :param actions: one environment action per index
+        :return: observations, rewards, terminated and truncated flags of those branches
+        """
+        transitions = [self.envs[index].step(action) for index, action in zip(indices, actions, strict=True)]
+        observations, rewards, terminated, truncated, _ = zip(*transitions, strict=True)
+        return list(observations), np.array(rewards), np.array(terminated), np.array(truncated)
+
+
+def make_branch_pool(venv: VecEnv) -> BranchPool:
+    """
+    :param venv: the training VecEnv (possibly wrapped)
+    :return: the VecEnv's own branch pool if it offers one, else a ``LocalBranchPool``
+    """
+    base = venv.unwrapped
+    return base.make_branch_pool() if hasattr(base, "make_branch_pool") else LocalBranchPool(venv)
+
+
 class VineCollector:
     """
     Snapshots the trunk at the rollout-set states and estimates Q(s_n, a_nk) with batched branch rollouts.
@@ -168,8 +221,7 @@ class VineCollector:
         self.env_actions = env_actions
         self.gamma = gamma
         self.transform_observations, self.transform_rewards = vec_transforms(env)
-        self.branch_envs: list[gym.Env] = []
-        self._template: gym.Env | None = None
+        self.branch_pool: BranchPool | None = None
 
     def begin(self, buffer: VineObjectiveMixin, n_steps: int, rng: np.random.Generator) -> None:
         """
@@ -203,12 +255,6 @@ class VineCollector:
                 self.observations.append({key: value[index].copy() for key, value in observations.items()})
             else:
                 self.observations.append(observations[index].copy())
-
-    def _ensure_branch_envs(self, n_branches: int) -> None:
-        if self._template is None:
-            self._template = vec_clone_envs(self.env, [0])[0]
-        while len(self.branch_envs) < n_branches:
-            self.branch_envs.append(clone_env(self._template))
 
     def _propose(self, buffer: VineObjectiveMixin, observations: Observation) -> tuple[np.ndarray, np.ndarray]:
         """K actions per rollout state from q, with log q (the rows of a state are consecutive)."""
@@ -263,11 +309,10 @@ class VineCollector:
         actions, log_proposal = self._propose(buffer, rollout_observations)
         sde_matrices = self._sde_exploration_matrices(n_states, n_per_state, buffer.common_random_numbers)
 
-        self._ensure_branch_envs(n_branches)
-        envs = self.branch_envs[:n_branches]
+        if self.branch_pool is None:
+            self.branch_pool = make_branch_pool(self.env)
         start = time.perf_counter()
-        for index, env in enumerate(envs):
-            restore_snapshot(env, self.snapshots[index // n_per_state])
+        self.branch_pool.restore([self.snapshots[index // n_per_state] for index in range(n_branches)])
         restore_seconds = time.perf_counter() - start
 
         q_values = np.zeros(n_branches)
@@ -289,10 +334,11 @@ class VineCollector:
                     self.policy.action_dist.exploration_matrices = sde_matrices[live]
                 observations = self.transform_observations(stack_observations([last_observations[i] for i in live]))
                 env_actions = self.env_actions(self.sampler.sample(observations, noise)[0])
-            for row, index in enumerate(live):
-                last_observations[index], reward[index], terminated[index], truncated[index], _ = envs[index].step(
-                    env_actions[row if step > 0 else index]
-                )
+            step_observations, reward[live], terminated[live], truncated[live] = self.branch_pool.step(
+                live, env_actions if step > 0 else env_actions[live]
+            )
+            for index, observation in zip(live, step_observations, strict=True):
+                last_observations[index] = observation
             branch_steps += len(live)
             q_values[live] += discount[live] * self.transform_rewards(reward[live])
             discount[live] *= self.gamma

@@ -59,17 +59,6 @@ def check_ok(result: subprocess.CompletedProcess) -> str:
     return result.stdout
 
 
-def check_input_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Bad input: non-zero exit, a short ``error:`` message naming the problem, no traceback."""
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "error: " in lines[0], result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
-
-
 def test_packaged_hyperparams_identical_to_user_copy():
     assert PACKAGED_HYPERPARAMS.read_bytes() == USER_HYPERPARAMS.read_bytes()
     with hyperparams_file() as path:
@@ -194,30 +183,15 @@ def test_rollout_buffer_strings_and_single_path_switch(tmp_path):
     model.env.close()
 
 
-def train_and_enjoy(tmp_path: pathlib.Path, env_id: str, hyperparams: list[str], n_timesteps: int) -> pathlib.Path:
-    """Train with an evaluation, enjoy the last and the best model, and return the saved model."""
-    check_ok(
-        run_zoo(
-            "train",
-            "--env",
-            env_id,
-            "-n",
-            str(n_timesteps),
-            "-f",
-            "logs",
-            "--eval-freq",
-            "256",
-            "--eval-episodes",
-            "2",
-            *ZOO_FLAGS,
-            "--hyperparams",
-            *hyperparams,
-            cwd=tmp_path,
-        )
-    )
+def train_and_enjoy(
+    tmp_path: pathlib.Path, env_id: str, hyperparams: list[str], n_timesteps: int, enjoy_flags: list[list[str]]
+) -> pathlib.Path:
+    """Train with evaluations, then enjoy the saved models (``[]``: last, ``["--load-best"]``: best); return the zip."""
+    flags = ["--env", env_id, "-n", str(n_timesteps), "-f", "logs", "--eval-freq", "256", "--eval-episodes", "2"]
+    check_ok(run_zoo("train", *flags, *ZOO_FLAGS, "--hyperparams", *hyperparams, cwd=tmp_path))
     run_folder = tmp_path / "logs" / "trpo_vine" / f"{env_id}_1"
     assert (run_folder / "best_model.zip").is_file()
-    for extra in ([], ["--load-best"]):
+    for extra in enjoy_flags:
         output = check_ok(run_zoo("enjoy", "--env", env_id, "--no-render", "-n", "400", *extra, cwd=tmp_path))
         assert "Mean reward" in output
     return run_folder / f"{env_id}.zip"
@@ -225,17 +199,16 @@ def train_and_enjoy(tmp_path: pathlib.Path, env_id: str, hyperparams: list[str],
 
 @pytest.mark.parametrize("sampling", ["vine", "single_path"])
 def test_train_and_enjoy_pendulum(tmp_path, sampling):
-    hyperparams = SMALL if sampling == "vine" else [*SMALL, *SINGLE_PATH]
-    model = TRPOVine.load(train_and_enjoy(tmp_path, "Pendulum-v1", hyperparams, 1500))
-    expected = VineRolloutBuffer if sampling == "vine" else SinglePathRolloutBuffer
-    assert model.rollout_buffer_class is expected
+    hyperparams, enjoy_flags = (SMALL, ["--load-best"]) if sampling == "vine" else ([*SMALL, *SINGLE_PATH], [])
+    model = TRPOVine.load(train_and_enjoy(tmp_path, "Pendulum-v1", hyperparams, 1500, [enjoy_flags]))
+    assert model.rollout_buffer_class is (VineRolloutBuffer if sampling == "vine" else SinglePathRolloutBuffer)
     action, _ = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)
     assert action.shape == (1,)
 
 
 def test_train_and_enjoy_cartpole_twice(tmp_path):
     """Two runs in one folder get the experiment ids 1 and 2; the zip loads and predicts; record_video works."""
-    model_path = train_and_enjoy(tmp_path, "CartPole-v1", SMALL, 1000)
+    model_path = train_and_enjoy(tmp_path, "CartPole-v1", SMALL, 1000, [[], ["--load-best"]])
     first_run = model_path.read_bytes()
     second_run = ["--env", "CartPole-v1", "-n", "500", "-f", "logs", "--eval-freq", "-1", *ZOO_FLAGS, "--hyperparams", *SMALL]
     check_ok(run_zoo("train", *second_run, cwd=tmp_path))
@@ -250,7 +223,7 @@ def test_train_and_enjoy_cartpole_twice(tmp_path):
 
 
 def test_atari_entry_trains(tmp_path):
-    # The Atari stack (Python sticky actions, env-level frame stacking) with CnnPolicy: one vine iteration
+    # The Atari stack (Python sticky actions, env-level frame stacking) with CnnPolicy, over two vine iterations
     flags = ["--env", "PongNoFrameskip-v4", "-n", "300", "-f", "logs", "--eval-freq", "-1", *ZOO_FLAGS, "--hyperparams"]
     flags += ["n_envs:2", "n_steps:32", "batch_size:64"]
     flags += ["rollout_buffer_kwargs:dict(n_rollout_states=4,rollout_length=8,action_proposal='uniform')"]
@@ -278,9 +251,32 @@ def test_subproc_vec_env_with_vine(tmp_path):
 def test_explicit_algo_and_conf_win(tmp_path):
     conf = tmp_path / "ppo.yml"
     conf.write_text("CartPole-v1:\n  n_timesteps: 64\n  policy: 'MlpPolicy'\n  n_steps: 32\n")
-    flags = ["--algo", "ppo", "--env", "CartPole-v1", "-f", "logs", "--eval-freq", "-1", "-conf", str(conf), *ZOO_FLAGS]
-    check_ok(run_zoo("train", *flags, cwd=tmp_path))
+    main(
+        [
+            "train",
+            "--algo",
+            "ppo",
+            "--env",
+            "CartPole-v1",
+            "-f",
+            str(tmp_path / "logs"),
+            "--eval-freq",
+            "-1",
+            "-conf",
+            str(conf),
+        ]
+    )
     assert (tmp_path / "logs" / "ppo" / "CartPole-v1_1" / "CartPole-v1.zip").is_file()
+
+
+def zoo_error(*argv: str) -> str:
+    """Run ``python -m sb3_trpo_vine.zoo ARGV`` in this process; return its one-line error message."""
+    with pytest.raises(SystemExit) as error:
+        main(list(argv))
+    message = str(error.value.code)
+    assert message.startswith(f"python -m sb3_trpo_vine.zoo {argv[0]}: error: ")
+    assert "\n" not in message
+    return message
 
 
 @pytest.mark.parametrize(
@@ -293,29 +289,30 @@ def test_explicit_algo_and_conf_win(tmp_path):
         ("CartPole-v1:\n  n_timesteps: 100\n  rollout_buffer_kwargs: 'dict(n_rollout_states='\n", ["rollout_buffer_kwargs"]),
     ],
 )
-def test_malformed_hyperparameters(tmp_path, capsys, yaml_text, fragments):
+def test_malformed_hyperparameters(tmp_path, yaml_text, fragments):
     conf = tmp_path / "bad.yml"
     conf.write_text(yaml_text)
-    with pytest.raises(SystemExit) as error:
-        main(["train", "--env", "CartPole-v1", "-f", str(tmp_path / "logs"), "-conf", str(conf)])
-    message = str(error.value.code)
-    assert message.startswith("python -m sb3_trpo_vine.zoo train: error: ")
-    assert "\n" not in message
+    message = zoo_error("train", "--env", "CartPole-v1", "-f", str(tmp_path / "logs"), "-conf", str(conf))
     for fragment in fragments:
         assert fragment in message
     assert not (tmp_path / "logs").exists()  # rejected before any experiment folder is made
 
 
-def test_unknown_env_id(tmp_path):
-    check_input_error(run_zoo("train", "--env", "CartPol-v1", cwd=tmp_path), "CartPol-v1 not found", "CartPole-v1")
-
-
 def test_vine_on_env_without_snapshots(tmp_path):
     # Box2D cannot be snapshotted: the LunarLander entry is single-path, and asking for vine fails in one line
-    flags = ["--env", "LunarLander-v3", "-n", "100", "--hyperparams", "rollout_buffer_class:'vine'"]
-    result = run_zoo("train", *flags, cwd=tmp_path)
-    check_input_error(result, "vine sampling cannot snapshot LunarLander-v3", "rollout_buffer_class")
+    flags = ["-f", str(tmp_path / "logs"), "-n", "100", "--hyperparams", "rollout_buffer_class:'vine'"]
+    message = zoo_error("train", "--env", "LunarLander-v3", *flags)
+    assert "vine sampling cannot snapshot LunarLander-v3" in message and "rollout_buffer_class" in message
 
 
 def test_enjoy_without_experiment(tmp_path):
-    check_input_error(run_zoo("enjoy", "--env", "CartPole-v1", "--no-render", cwd=tmp_path), "logs/trpo_vine")
+    assert "logs/trpo_vine folder was not found" in zoo_error("enjoy", "--env", "CartPole-v1", "-f", str(tmp_path / "logs"))
+
+
+def test_unknown_env_id_exits_with_a_short_error(tmp_path):
+    # As a user sees it: exit code 1 and one line on stderr, no traceback
+    result = run_zoo("train", "--env", "CartPol-v1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "python -m sb3_trpo_vine.zoo train: error: CartPol-v1 not found in gym registry, you maybe meant CartPole-v1?"
+    )
