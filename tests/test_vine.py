@@ -330,3 +330,42 @@ def test_proposal_rules():
         resolve_action_proposal("uniform", spaces.Box(-1, 1, (2,)))
     with pytest.raises(ValueError, match="enumerates a Discrete"):
         resolve_action_proposal("all", spaces.MultiBinary(3))
+
+
+def test_vine_atari_cnn_policy_with_frame_stack_and_restorable_stickiness(tmp_path):
+    import ale_py
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, StickyAction
+
+    gym.register_envs(ale_py)
+
+    def make_atari():
+        # ALE-level stickiness is not restorable: it is off there and done by gymnasium's StickyAction instead
+        env = gym.make("ALE/Pong-v5", frameskip=1, repeat_action_probability=0.0)
+        env = StickyAction(env, repeat_action_probability=0.25)
+        env = AtariPreprocessing(env, frame_skip=4, screen_size=84, grayscale_obs=True)
+        return FrameStackObservation(env, 4)
+
+    venv = make_vec_env(make_atari, n_envs=2, seed=0)
+    model = TRPOVine(
+        "CnnPolicy",
+        venv,
+        n_steps=32,
+        batch_size=32,
+        seed=0,
+        rollout_buffer_kwargs=dict(n_rollout_states=4, rollout_length=8, action_proposal="uniform", n_actions_per_state=3),
+    )
+    model.learn(300)
+    assert model.rollout_buffer.branch_actions.shape == (4, 3)
+    assert model.num_timesteps > 64
+    model.save(tmp_path / "pong")
+    loaded = TRPOVine.load(tmp_path / "pong")
+    observation = venv.reset()
+    assert loaded.predict(observation)[0].shape == (2,)
+
+    with pytest.raises(ValueError, match="repeat_action_probability"):
+        TRPOVine(
+            "CnnPolicy",
+            make_vec_env(lambda: FrameStackObservation(AtariPreprocessing(gym.make("ALE/Pong-v5", frameskip=1)), 4), n_envs=1),
+            n_steps=32,
+            batch_size=32,
+        )
