@@ -258,6 +258,10 @@ class TRPOVine(OnPolicyAlgorithm):
 
         if _init_setup_model:
             self._setup_model()
+            # fail at construction, not at the first learn(), when vine cannot snapshot the env (a loaded model is
+            # only checked when it learns: evaluating it needs no snapshots)
+            if self.env is not None and issubclass(self.rollout_buffer_class, VineObjectiveMixin):
+                self._check_vine_env(self.env)
 
     def _setup_model(self) -> None:
         self.rollout_buffer_class = resolve_rollout_buffer_class(self.rollout_buffer_class, self.observation_space)
@@ -274,8 +278,6 @@ class TRPOVine(OnPolicyAlgorithm):
         )
         self._sampler = make_sampler(self.policy)
         self._vine_collector: VineCollector | None = None
-        if self.env is not None and issubclass(self.rollout_buffer_class, VineObjectiveMixin):
-            self._check_vine_env(self.env)
 
     @staticmethod
     def _check_vine_env(env: VecEnv) -> None:

@@ -183,8 +183,9 @@ def uses_vine(rollout_buffer_class: str | type | None) -> bool:
     if rollout_buffer_class is None:
         rollout_buffer_class = DEFAULT_ROLLOUT_BUFFER
     if isinstance(rollout_buffer_class, str):
-        # An unknown alias is reported by TRPOVine itself
-        rollout_buffer_class = ROLLOUT_BUFFER_ALIASES.get(rollout_buffer_class, (None,))[0]
+        if rollout_buffer_class not in ROLLOUT_BUFFER_ALIASES:
+            return False  # TRPOVine reports the unknown alias
+        rollout_buffer_class = ROLLOUT_BUFFER_ALIASES[rollout_buffer_class][0]
     return isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, VineObjectiveMixin)
 
 
@@ -232,12 +233,16 @@ class VineExperimentManager(ExperimentManager):
 
     def _check_hyperparameter_names(self, hyperparams: dict[str, Any]) -> None:
         where = f"the {self.env_name.gym_id} hyperparameters of {self.algo} (from {self.config} and --hyperparams)"
-        known = (set(inspect.signature(rl_zoo3.ALGOS[self.algo]).parameters) - MANAGER_ARGUMENTS) | ZOO_KEYS
+        parameters = inspect.signature(rl_zoo3.ALGOS[self.algo]).parameters
+        known = (set(parameters) - MANAGER_ARGUMENTS) | ZOO_KEYS
         for name in hyperparams:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"expected one of {sorted(known)}"
                 raise ValueError(f"unknown hyperparameter {name!r} in {where}: {hint}")
+        required = {name for name, parameter in parameters.items() if parameter.default is inspect.Parameter.empty}
+        for name in sorted(required - MANAGER_ARGUMENTS - set(hyperparams)):
+            raise ValueError(f"missing hyperparameter {name!r} in {where}")
         if "n_timesteps" not in hyperparams and self.n_timesteps <= 0:
             raise ValueError(f"no n_timesteps in {where}: add it to the entry or pass -n")
 
@@ -322,13 +327,13 @@ def _record_video() -> None:
 SCRIPTS: dict[str, Callable[[], None]] = {"train": _train, "enjoy": _enjoy, "record_video": _record_video}
 
 
-def _missing_defaults(script: str, args: Sequence[str], hyperparams_file: str) -> list[str]:
+def _missing_defaults(script: str, args: Sequence[str], conf_file: str) -> list[str]:
     """
     The default flags to add to ``args`` (see the module docstring); a flag given explicitly wins.
 
     :param script: ``train``, ``enjoy`` or ``record_video``
     :param args: the user's flags
-    :param hyperparams_file: path of the default hyperparameter file
+    :param conf_file: path of the default hyperparameter file
     :return: the flags to add
     """
     parser = argparse.ArgumentParser(add_help=False)
@@ -340,7 +345,7 @@ def _missing_defaults(script: str, args: Sequence[str], hyperparams_file: str) -
     given, _ = parser.parse_known_args(args)
     defaults = [] if given.algo else ["--algo", ALGO_NAME]
     if script == "train" and given.conf_file is None and given.algo in (None, ALGO_NAME):
-        defaults += ["-conf", hyperparams_file]
+        defaults += ["-conf", conf_file]
     if script != "train" and given.folder is None:
         defaults += ["-f", DEFAULT_LOG_FOLDER]
     return defaults
@@ -384,8 +389,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     :param argv: the arguments (default: ``sys.argv[1:]``)
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: python -m sb3_trpo_vine.zoo {{{','.join(SCRIPTS)}}} [rl_zoo3 flags; SCRIPT --help lists them]"
+    if argv[:1] in (["-h"], ["--help"]):
+        print(usage)
+        return
     if not argv or argv[0] not in SCRIPTS:
-        usage = f"usage: python -m sb3_trpo_vine.zoo {{{','.join(SCRIPTS)}}} [rl_zoo3 flags, see --help]"
         raise SystemExit(f"{usage}\nerror: unknown or missing script {argv[0] if argv else ''!r}")
     run_zoo_script(argv[0], argv[1:], prog=f"python -m sb3_trpo_vine.zoo {argv[0]}")
 

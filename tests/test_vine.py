@@ -369,3 +369,15 @@ def test_vine_atari_cnn_policy_with_frame_stack_and_restorable_stickiness(tmp_pa
             n_steps=32,
             batch_size=32,
         )
+
+
+def test_loaded_vine_model_evaluates_on_any_vec_env_and_checks_snapshots_only_to_learn(tmp_path):
+    TRPOVine("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64).save(tmp_path / "vine")
+    venv = make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=SubprocVecEnv)  # no SnapshotWrapper
+    try:
+        model = TRPOVine.load(tmp_path / "vine", env=venv)
+        assert model.predict(venv.reset())[0].shape == (2,)
+        with pytest.raises(SnapshotNotSupportedError, match="SnapshotWrapper"):
+            model.learn(64)
+    finally:
+        venv.close()

@@ -183,63 +183,50 @@ def test_rollout_buffer_strings_and_single_path_switch(tmp_path):
     model.env.close()
 
 
+# Evaluate twice per run on CartPole and Pendulum, which makes a best_model.zip for --load-best
+EVALUATE = ["--eval-freq", "256", "--eval-episodes", "2"]
+
+
 def train_and_enjoy(tmp_path: pathlib.Path, env_id: str, train_flags: list[str], enjoy_flags: list[list[str]]) -> pathlib.Path:
-    """Train with evaluations, then enjoy the saved models (``[]``: last, ``["--load-best"]``: best); return the zip."""
-    flags = ["--env", env_id, "-f", "logs", "--eval-freq", "256", "--eval-episodes", "2", *ZOO_FLAGS, *train_flags]
-    check_ok(run_zoo("train", *flags, cwd=tmp_path))
-    run_folder = tmp_path / "logs" / "trpo_vine" / f"{env_id}_1"
-    assert (run_folder / "best_model.zip").is_file()
+    """Train, then enjoy the saved models (``[]``: last, ``["--load-best"]``: best); return the last model's zip."""
+    check_ok(run_zoo("train", "--env", env_id, "-f", "logs", *ZOO_FLAGS, *train_flags, cwd=tmp_path))
     for extra in enjoy_flags:
         output = check_ok(run_zoo("enjoy", "--env", env_id, "--no-render", "-n", "400", *extra, cwd=tmp_path))
         assert "Mean reward" in output
-    return run_folder / f"{env_id}.zip"
+    return tmp_path / "logs" / "trpo_vine" / f"{env_id}_1" / f"{env_id}.zip"
 
 
 def test_train_and_enjoy_pendulum_vine_subproc(tmp_path):
     # With --vec-env subproc, SnapshotWrapper is added on top of each env so vine can reach the workers' simulators
-    model_path = train_and_enjoy(
-        tmp_path, "Pendulum-v1", ["-n", "1500", "--vec-env", "subproc", "--hyperparams", *SMALL], [["--load-best"]]
-    )
-    model = TRPOVine.load(model_path)
+    train_flags = ["-n", "1500", "--eval-freq", "-1", "--vec-env", "subproc", "--hyperparams", *SMALL]
+    model = TRPOVine.load(train_and_enjoy(tmp_path, "Pendulum-v1", train_flags, [[]]))
     assert model.rollout_buffer_class is VineRolloutBuffer
     action, _ = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)
     assert action.shape == (1,)
 
 
 def test_train_and_enjoy_pendulum_single_path(tmp_path):
-    model_path = train_and_enjoy(tmp_path, "Pendulum-v1", ["-n", "1500", "--hyperparams", *SMALL, *SINGLE_PATH], [[]])
-    model = TRPOVine.load(model_path)
+    train_flags = ["-n", "1500", *EVALUATE, "--hyperparams", *SMALL, *SINGLE_PATH]
+    model = TRPOVine.load(train_and_enjoy(tmp_path, "Pendulum-v1", train_flags, [["--load-best"]]))
     assert model.rollout_buffer_class is SinglePathRolloutBuffer and model.rollout_buffer_kwargs == {}
     assert model.predict(np.zeros(3, dtype=np.float32))[0].shape == (1,)
 
 
 def test_train_and_enjoy_cartpole_twice(tmp_path):
     """Two runs in one folder get the experiment ids 1 and 2; the zip loads and predicts; record_video works."""
-    model_path = train_and_enjoy(tmp_path, "CartPole-v1", ["-n", "1000", "--hyperparams", *SMALL], [[], ["--load-best"]])
-    first_run = model_path.read_bytes()
-    main(
-        [
-            "train",
-            "--env",
-            "CartPole-v1",
-            "-n",
-            "500",
-            "-f",
-            str(tmp_path / "logs"),
-            "--eval-freq",
-            "-1",
-            "--hyperparams",
-            *SMALL,
-        ]
+    logs = tmp_path / "logs"
+    model_path = train_and_enjoy(
+        tmp_path, "CartPole-v1", ["-n", "1000", *EVALUATE, "--hyperparams", *SMALL], [[], ["--load-best"]]
     )
-    runs = sorted(path.name for path in (tmp_path / "logs" / "trpo_vine").iterdir())
-    assert runs == ["CartPole-v1_1", "CartPole-v1_2"]
+    first_run = model_path.read_bytes()
+    main(["train", "--env", "CartPole-v1", "-n", "500", "-f", str(logs), "--eval-freq", "-1", "--hyperparams", *SMALL])
+    assert sorted(path.name for path in (logs / "trpo_vine").iterdir()) == ["CartPole-v1_1", "CartPole-v1_2"]
     assert model_path.read_bytes() == first_run
     model = TRPOVine.load(model_path)
     assert isinstance(model.rollout_buffer, VineRolloutBuffer)
     assert model.predict(np.zeros(4, dtype=np.float32))[0] in (0, 1)
-    check_ok(run_zoo("record_video", "--env", "CartPole-v1", "--exp-id", "2", "-n", "20", cwd=tmp_path))
-    assert list((tmp_path / "logs" / "trpo_vine" / "CartPole-v1_2" / "videos").glob("*.mp4"))
+    main(["record_video", "--env", "CartPole-v1", "-f", str(logs), "--exp-id", "2", "-n", "20"])
+    assert list((logs / "trpo_vine" / "CartPole-v1_2" / "videos").glob("*.mp4"))
 
 
 def test_atari_entry_trains(tmp_path):
@@ -299,7 +286,11 @@ def zoo_error(*argv: str) -> str:
         ("CartPole-v1:\n  policy: [MlpPolicy\n", ["is not valid YAML", "line 2"]),
         ("CartPole-v1: 5\n", ["is not an RL-Zoo hyperparameter file"]),
         ("CartPole-v1:\n  policy: 'MlpPolicy'\n", ["no n_timesteps"]),
-        ("CartPole-v1:\n  n_timesteps: 100\n  rollout_buffer_kwargs: 'dict(n_rollout_states='\n", ["rollout_buffer_kwargs"]),
+        ("CartPole-v1:\n  n_timesteps: 100\n", ["missing hyperparameter 'policy'"]),
+        (
+            "CartPole-v1:\n  n_timesteps: 100\n  policy: MlpPolicy\n  rollout_buffer_kwargs: 'dict(n_rollout_states='\n",
+            ["not a Python"],
+        ),
     ],
 )
 def test_malformed_hyperparameters(tmp_path, yaml_text, fragments):
