@@ -535,3 +535,26 @@ def test_restore_into_mismatched_chain_raises() -> None:
     for other in (Monitor(gym.make("CartPole-v1")), gym.make("Pendulum-v1")):
         with pytest.raises(SnapshotMismatchError, match="CartPoleEnv"):
             restore_snapshot(other, snapshot)
+
+
+def test_restore_into_a_subclass_layer_of_the_recorded_one():
+    # rl_zoo3 patches gymnasium's TimeLimit with a subclass in the processes that import it (not in SubprocVecEnv
+    # workers): a snapshot taken under TimeLimit must restore into PatchedTimeLimit and replay identically.
+    from gymnasium.wrappers import TimeLimit
+
+    from sb3_trpo_vine.snapshot import restore_snapshot, take_snapshot
+
+    class PatchedTimeLimit(TimeLimit):
+        pass
+
+    source = TimeLimit(gym.make("CartPole-v1").unwrapped, max_episode_steps=30)
+    source.reset(seed=3)
+    for _ in range(5):
+        source.step(0)
+    target = PatchedTimeLimit(gym.make("CartPole-v1").unwrapped, max_episode_steps=30)
+    target.reset(seed=9)
+    snapshot = take_snapshot(source)
+    restore_snapshot(target, snapshot)
+    for action in [1, 0, 1, 1]:
+        expected, got = source.step(action), target.step(action)
+        assert np.array_equal(expected[0], got[0]) and expected[1:4] == got[1:4]

@@ -403,6 +403,10 @@ def take_snapshot(env: gym.Env) -> EnvSnapshot:
     return EnvSnapshot(tuple(tags), tuple(states), rng_state)
 
 
+def _is_or_inherits(cls: type, tag: str) -> bool:
+    return any(f"{base.__module__}.{base.__qualname__}" == tag for base in cls.__mro__)
+
+
 def restore_snapshot(env: gym.Env, snapshot: EnvSnapshot) -> None:
     """
     Put ``env`` and every wrapper below it back into the episode state saved in ``snapshot``.
@@ -417,7 +421,11 @@ def restore_snapshot(env: gym.Env, snapshot: EnvSnapshot) -> None:
     layers = env_layers(env)
     plans = [_plan(type(layer)) for layer in layers]
     tags = tuple(plan.tag for plan in plans)
-    if tags != snapshot.layer_types:
+    # A layer may be a subclass of the recorded class, e.g. rl_zoo3 replaces gymnasium's TimeLimit by its
+    # PatchedTimeLimit subclass in the processes that import it, but not in SubprocVecEnv workers.
+    if len(layers) != len(snapshot.layer_types) or not all(
+        _is_or_inherits(type(layer), tag) for layer, tag in zip(layers, snapshot.layer_types, strict=True)
+    ):
         raise SnapshotMismatchError(
             "Cannot restore a snapshot into a differently built wrapper chain.\n"
             f"  snapshot: {' -> '.join(snapshot.layer_types)}\n"
