@@ -273,9 +273,10 @@ class TRPOVine(OnPolicyAlgorithm):
             raise ValueError("The policy has no value-function parameters apart from the actor's; TRPOVine needs a critic")
         # The critic is fitted separately: its optimizer only holds parameters that do not move the policy, so a
         # shared feature extractor (CnnPolicy) is changed by the trust-region step only.
-        self.policy.optimizer = self.policy.optimizer_class(
-            critic_params, lr=self.lr_schedule(1), **self.policy.optimizer_kwargs
-        )
+        optimizer_kwargs = dict(self.policy.optimizer_kwargs)
+        if self.policy.optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & set(optimizer_kwargs):
+            optimizer_kwargs["fused"] = True  # same update, one kernel per tensor: the critic takes hundreds of steps
+        self.policy.optimizer = self.policy.optimizer_class(critic_params, lr=self.lr_schedule(1), **optimizer_kwargs)
         self._sampler = make_sampler(self.policy)
         self._vine_collector: VineCollector | None = None
 
@@ -347,14 +348,17 @@ class TRPOVine(OnPolicyAlgorithm):
         if vine is not None:
             vine.begin(rollout_buffer, n_rollout_steps, self._noise_rng)
 
+        # the trunk's policy noise, drawn at once: one generator call instead of one per step
+        trunk_noise = policy_noise(self._noise_rng, self.action_space, n_rollout_steps * env.num_envs)
+        trunk_noise = trunk_noise.reshape(n_rollout_steps, env.num_envs, -1)
+
         callback.on_rollout_start()
         while n_steps < n_rollout_steps:
             if vine is not None:
                 vine.record(n_steps, self._last_obs)  # type: ignore[arg-type]
             if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
                 self.policy.reset_noise(env.num_envs)
-            noise = policy_noise(self._noise_rng, self.action_space, env.num_envs)
-            actions, values, log_probs = self._sampler.sample(self._last_obs, noise)  # type: ignore[arg-type]
+            actions, values, log_probs = self._sampler.sample(self._last_obs, trunk_noise[n_steps])  # type: ignore[arg-type]
             clipped_actions = self._env_actions(actions)
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             self.num_timesteps += env.num_envs
