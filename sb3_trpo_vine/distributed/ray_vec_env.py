@@ -7,8 +7,8 @@ per actor, sent to all actors before any answer is awaited, and every wait is bo
 
 Fault tolerance: the driver keeps, per actor, snapshots of its envs taken every ``checkpoint_interval`` steps (and
 after each reset or state-changing ``env_method``) plus the actions stepped since. When an actor dies, a new one is
-started with the same env ranks, restored from the checkpoint, the actions are replayed, the branch pools replay
-their branches, and the interrupted call is sent again: the run continues with the same trajectories. Actors that
+started with the same env ranks, restored from the checkpoint, the actions are replayed, the branch pool in use
+replays its branches, and the interrupted call is sent again: the run continues with the same trajectories. Actors that
 do not answer in time, that died more than ``max_restarts`` times, or whose envs cannot be snapshotted raise
 :class:`RayActorFailedError`.
 """
@@ -29,6 +29,7 @@ from sb3_trpo_vine.snapshot import EnvSnapshot
 
 try:
     import ray
+    from ray.actor import ActorHandle
     from ray.exceptions import GetTimeoutError, RayActorError
 except ImportError as error:  # pragma: no cover
     raise ImportError("sb3_trpo_vine.distributed needs Ray: pip install 'sb3-trpo-vine[ray]'") from error
@@ -160,27 +161,25 @@ class RayVecEnv(VecEnv):
         self._checkpoints: list[list[EnvSnapshot] | None] = [None] * n_actors
         self._actions_log: list[list[np.ndarray]] = [[] for _ in range(n_actors)]
         self._started = False
-        self._branch_pools: weakref.WeakSet[RayBranchPool] = weakref.WeakSet()
-        self._step_refs: dict[int, Any] = {}
+        # The branch envs of an actor are shared by the pools of this VecEnv: the last one restored owns their state
+        self._active_branch_pool: weakref.ref[RayBranchPool] | None = None
+        self._step_refs: dict[int, ray.ObjectRef] = {}
         self._step_args: dict[int, tuple[Any, ...]] = {}
+        # Where each actor runs, known once it answered
+        self.hosts: list[str | None] = [None] * n_actors
 
-        self.actors = [self._spawn(actor, resumed=False) for actor in range(n_actors)]
-        self.infos: list[WorkerInfo] = [self._await_ready(actor) for actor in range(n_actors)]
-        self.snapshot_problems = self.infos[0].snapshot_problems
-        super().__init__(n_envs, self.infos[0].observation_space, self.infos[0].action_space)
+        self.actors: list[ActorHandle] = [self._spawn(actor, resumed=False) for actor in range(n_actors)]
+        infos = [self._await_ready(actor) for actor in range(n_actors)]
+        self.snapshot_problems = infos[0].snapshot_problems
+        super().__init__(n_envs, infos[0].observation_space, infos[0].action_space)
         self.seed(seed)
 
-    # ----------------------------------------------------------------------------------------------------------------
-    # Actors: creation, calls with bounded waits, recovery
-
-    def _spawn(self, actor: int, resumed: bool) -> Any:
+    def _spawn(self, actor: int, resumed: bool) -> ActorHandle:
         ranks = [self.start_index + index for index in self.actor_envs[actor]]
         return _RemoteEnvWorker.options(**self.actor_options).remote(self.recipe, ranks, resumed)
 
     def _describe(self, actor: int) -> str:
-        where = ""
-        if actor < len(getattr(self, "infos", [])):
-            where = f" on {self.infos[actor].host} (pid {self.infos[actor].pid})"
+        where = "" if self.hosts[actor] is None else f" on {self.hosts[actor]}"
         return f"RayVecEnv actor {actor}{where}, holding envs {self.actor_envs[actor]}"
 
     def _fail(self, actors: list[int], reason: str, fix: str) -> RayActorFailedError:
@@ -192,8 +191,9 @@ class RayVecEnv(VecEnv):
         return self._failure
 
     def _await_ready(self, actor: int) -> WorkerInfo:
+        """Wait until the actor has built its envs; a failure to build them propagates as ``RayActorError``."""
         try:
-            return ray.get(self.actors[actor].describe.remote(), timeout=self.startup_timeout)
+            info: WorkerInfo = ray.get(self.actors[actor].describe.remote(), timeout=self.startup_timeout)
         except GetTimeoutError:
             raise self._fail(
                 [actor],
@@ -202,17 +202,19 @@ class RayVecEnv(VecEnv):
                 f"(available: {ray.available_resources()}); lower n_actors or actor_options['num_cpus'], add nodes, "
                 "or raise startup_timeout.",
             ) from None
+        self.hosts[actor] = f"{info.host} (pid {info.pid})"
+        return info
 
     def _check_usable(self) -> None:
-        if self._failure is not None:
-            raise self._failure
         if self.closed:
             raise RuntimeError("This RayVecEnv is closed")
+        if self._failure is not None:
+            raise self._failure
 
-    def _submit(self, method: str, args: dict[int, tuple[Any, ...]]) -> dict[int, Any]:
+    def _submit(self, method: str, args: dict[int, tuple[Any, ...]]) -> dict[int, ray.ObjectRef]:
         return {actor: getattr(self.actors[actor], method).remote(*actor_args) for actor, actor_args in args.items()}
 
-    def _await(self, method: str, args: dict[int, tuple[Any, ...]], refs: dict[int, Any]) -> dict[int, Any]:
+    def _await(self, method: str, args: dict[int, tuple[Any, ...]], refs: dict[int, ray.ObjectRef]) -> dict[int, Any]:
         """
         Gather the answers of ``refs``; replace the actors that died and send them their call again.
 
@@ -269,10 +271,11 @@ class RayVecEnv(VecEnv):
             ray.kill(self.actors[actor], no_restart=True)
             self.actors[actor] = self._spawn(actor, resumed=True)
             try:
-                self.infos[actor] = self._await_ready(actor)
+                self._await_ready(actor)
                 if self._checkpoints[actor] is not None or self._actions_log[actor]:
                     self._await_one(actor, "recover", self._checkpoints[actor], self._actions_log[actor])
-                for pool in self._branch_pools:
+                pool = None if self._active_branch_pool is None else self._active_branch_pool()
+                if pool is not None:
                     pool.replay(actor)
                 return
             except RayActorError:
@@ -322,9 +325,6 @@ class RayVecEnv(VecEnv):
                 output[position] = value
         return output
 
-    # ----------------------------------------------------------------------------------------------------------------
-    # VecEnv API
-
     def _observations(self, results: dict[int, WorkerStep]) -> VecEnvObs:
         parts = [results[actor].observations for actor in range(len(self.actors))]
         batches = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
@@ -362,8 +362,10 @@ class RayVecEnv(VecEnv):
         :param actions: One action per env
         """
         self._check_usable()
+        actions = np.asarray(actions)
+        # Copies: the slices are kept for replays after a recovery
         self._step_args = {
-            actor: (actions[envs[0] : envs[-1] + 1], self._wants_checkpoint(actor))
+            actor: (actions[envs[0] : envs[-1] + 1].copy(), self._wants_checkpoint(actor))
             for actor, envs in enumerate(self.actor_envs)
         }
         self._step_refs = self._submit("step", self._step_args)
@@ -424,7 +426,8 @@ class RayVecEnv(VecEnv):
         """
         Call a method, resolved through the wrappers (``get_wrapper_attr``), of some envs.
 
-        Unless the method is known to be read-only, the envs of the called actors are checkpointed after the call.
+        After the first reset, unless the method is known to be read-only, the envs of the called actors are
+        checkpointed after the call (it may have changed their state).
 
         :param method_name: Method name
         :param method_args: Positional arguments
@@ -433,7 +436,7 @@ class RayVecEnv(VecEnv):
         :return: The return value of each call
         """
         size, groups = self._group(indices)
-        checkpoint = not self.snapshot_problems and method_name not in READ_ONLY_METHODS
+        checkpoint = self._started and not self.snapshot_problems and method_name not in READ_ONLY_METHODS
         results = self._call(
             "env_method",
             {actor: (local, method_name, method_args, method_kwargs, checkpoint) for actor, (_, local) in groups.items()},
@@ -467,19 +470,18 @@ class RayVecEnv(VecEnv):
         """
         :return: A branch pool whose branch envs live in this VecEnv's actors (used by vine sampling)
         """
-        pool = RayBranchPool(self)
-        self._branch_pools.add(pool)
-        return pool
+        return RayBranchPool(self)
 
 
 class RayBranchPool:
     """
     Vine branch envs in the actors of a :class:`RayVecEnv`: branch ``i`` lives in actor ``i % n_actors``.
 
-    Each actor keeps clones of its env chain, created once and grown on demand; ``restore`` sends each actor its
-    snapshots in one call and ``step`` sends each actor its slice of (branches, actions) in one call. Branch steps
-    never touch the training envs, their Monitor files or statistics. The pool remembers the snapshots and actions
-    since the last ``restore`` so that a replaced actor's branches can be replayed.
+    Each actor keeps clones of its env chain, created once and grown on demand (``reserve``); ``restore`` sends each
+    actor its snapshots in one call and ``step`` sends each actor its slice of (branches, actions) in one call. Branch
+    steps never touch the training envs, their Monitor files or statistics. The pool remembers the snapshots and
+    actions since the last ``restore`` so that a replaced actor's branches can be replayed. The pools of one VecEnv
+    share the actors' branch envs: the last one restored is the one in use.
 
     :param venv: The VecEnv whose actors simulate the branches
     """
@@ -490,6 +492,16 @@ class RayBranchPool:
         self.snapshots: list[list[EnvSnapshot]] = [[] for _ in range(n_actors)]
         self.steps: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n_actors)]
 
+    def reserve(self, n_branches: int) -> None:
+        """
+        Make sure the actors hold at least ``n_branches`` branch envs in total, in one call per actor.
+
+        :param n_branches: Number of branches of the coming ``restore``
+        """
+        n_actors = len(self.venv.actors)
+        counts = {actor: len(range(actor, n_branches, n_actors)) for actor in range(n_actors)}
+        self.venv._call("reserve_branches", {actor: (count,) for actor, count in counts.items() if count > 0})
+
     def restore(self, snapshots: list[EnvSnapshot]) -> None:
         """
         Put branch ``i`` into the state ``snapshots[i]``.
@@ -499,6 +511,7 @@ class RayBranchPool:
         n_actors = len(self.venv.actors)
         self.snapshots = [snapshots[actor::n_actors] for actor in range(n_actors)]
         self.steps = [[] for _ in range(n_actors)]
+        self.venv._active_branch_pool = weakref.ref(self)
         self.venv._call(
             "restore_branches", {actor: (self.snapshots[actor],) for actor in range(n_actors) if self.snapshots[actor]}
         )

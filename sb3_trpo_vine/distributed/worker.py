@@ -323,16 +323,24 @@ class EnvWorker:
         for env in self.envs + self.branches:
             env.close()
 
-    def restore_branches(self, snapshots: list[EnvSnapshot]) -> None:
+    def reserve_branches(self, n_branches: int) -> None:
         """
-        Put branch ``i`` of this actor into the state ``snapshots[i]``, creating branch envs as needed.
+        Make sure this actor has at least ``n_branches`` branch envs (clones are only ever added).
 
-        :param snapshots: One snapshot per branch
+        :param n_branches: Number of branch envs needed
         """
         if self.branch_template is None:
             self.branch_template = clone_env(self.envs[0])
-        while len(self.branches) < len(snapshots):
+        while len(self.branches) < n_branches:
             self.branches.append(clone_env(self.branch_template))
+
+    def restore_branches(self, snapshots: list[EnvSnapshot]) -> None:
+        """
+        Put branch ``i`` of this actor into the state ``snapshots[i]``, creating branch envs if needed.
+
+        :param snapshots: One snapshot per branch
+        """
+        self.reserve_branches(len(snapshots))
         for env, snapshot in zip(self.branches, snapshots, strict=False):
             restore_snapshot(env, snapshot)
 
