@@ -114,11 +114,13 @@ def main() -> None:
 
     table = markdown_table(["env", "run", "steps/s (median)", "vs sb3_contrib.TRPO"], rows)
     print(table)
-    save_json("speed", results)
+    suffix = "" if args.torch_threads == 1 else f"_threads{args.torch_threads}"
+    save_json(f"speed{suffix}", results)
     write_section(
-        "speed",
-        "## Speed: TRPOVine single-path vs sb3_contrib.TRPO\n\n"
-        f"`python benchmarks/speed.py --repeats {args.repeats} --iterations {args.iterations}`; machine: "
+        f"speed{suffix}",
+        f"## Speed: TRPOVine single-path vs sb3_contrib.TRPO, {args.torch_threads} torch thread(s)\n\n"
+        f"`python -m benchmarks.speed --repeats {args.repeats} --iterations {args.iterations} "
+        f"--torch-threads {args.torch_threads}`; machine: "
         f"{results['machine']}.\n\nSame RL-Zoo hyperparameters and seeds for both (Hopper-v5: 2 envs, VecNormalize, "
         "n_steps 1024, batch 128, 20 critic updates, cg_max_steps 25, cg_damping 0.1, lr 1e-3; CartPole-v1: the zoo "
         f"entry); runs interleaved, median of {args.repeats}, whole `learn()` time (collection + update).\n\n{table}\n",

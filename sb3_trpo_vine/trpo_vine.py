@@ -12,6 +12,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
@@ -439,22 +440,38 @@ class TRPOVine(OnPolicyAlgorithm):
         """
         ``n_critic_updates`` epochs of minibatch regression of V(s) on the return targets.
 
+        When the critic's feature extractor is not trained by the critic (a parameter-free ``FlattenExtractor``, or a
+        feature extractor shared with the actor), its features are constant during the fit: they are computed once
+        and only the critic's MLP and value head run per minibatch.
+
         :param observations: critic inputs
         :param returns: return targets
         :return: the minibatch losses
         """
-        critic_params = [param for group in self.policy.optimizer.param_groups for param in group["params"]]
+        policy = self.policy
+        critic_params = [param for group in policy.optimizer.param_groups for param in group["params"]]
+        critic_ids = {id(param) for param in critic_params}
+        if any(id(param) in critic_ids for param in policy.vf_features_extractor.parameters()):
+            inputs, predict = observations, policy.predict_values
+        else:
+            with th.no_grad():
+                preprocessed = preprocess_obs(observations, policy.observation_space, normalize_images=policy.normalize_images)
+                inputs = policy.vf_features_extractor(preprocessed)
+
+            def predict(features: th.Tensor) -> th.Tensor:
+                return policy.value_net(policy.mlp_extractor.forward_critic(features))
+
         losses = []
         n_samples = len(returns)
         for _ in range(self.n_critic_updates):
             permutation = th.from_numpy(np.random.permutation(n_samples))
             for start in range(0, n_samples, self.batch_size):
                 indices = permutation[start : start + self.batch_size]
-                values = self.policy.predict_values(_index_observations(observations, indices)).flatten()
+                values = predict(_index_observations(inputs, indices)).flatten()
                 value_loss = F.mse_loss(returns[indices], values)
-                self.policy.optimizer.zero_grad()
+                policy.optimizer.zero_grad()
                 value_loss.backward(inputs=critic_params)
-                self.policy.optimizer.step()
+                policy.optimizer.step()
                 losses.append(value_loss.detach())
         return [float(loss) for loss in losses]
 

@@ -1,5 +1,6 @@
 """TRPOVine end to end with SB3's machinery: spaces, policies, buffers, VecEnvs, callbacks, logger, seeds."""
 
+import copy
 import os
 
 import gymnasium as gym
@@ -93,6 +94,35 @@ def test_separate_extractors_critic_updates_its_own_extractor():
     critic_ids = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
     assert {id(p) for p in model.policy.vf_features_extractor.parameters()} <= critic_ids
     model.learn(32)
+
+
+@pytest.mark.parametrize("share_features_extractor", [True, False])
+def test_critic_fit_with_precomputed_features_equals_the_plain_fit(share_features_extractor):
+    kwargs = dict(policy_kwargs=dict(net_arch=[16], share_features_extractor=share_features_extractor))
+    model = TRPOVine("MlpPolicy", "Pendulum-v1", **{**SMALL, **kwargs}).learn(64)
+    _, observations, returns = model._policy_objective()
+    state = {key: value.clone() for key, value in model.policy.state_dict().items()}
+    optimizer_state = copy.deepcopy(model.policy.optimizer.state_dict())
+    np.random.seed(0)
+    losses = model._fit_value_function(observations, returns)
+    fitted = model.policy.value_net.weight.detach().clone()
+
+    # reference: SB3's predict_values on raw observations, same minibatches
+    model.policy.load_state_dict(state)
+    model.policy.optimizer.load_state_dict(optimizer_state)
+    np.random.seed(0)
+    reference_losses = []
+    for _ in range(model.n_critic_updates):
+        permutation = th.from_numpy(np.random.permutation(len(returns)))
+        for start in range(0, len(returns), model.batch_size):
+            indices = permutation[start : start + model.batch_size]
+            loss = th.nn.functional.mse_loss(returns[indices], model.policy.predict_values(observations[indices]).flatten())
+            model.policy.optimizer.zero_grad()
+            loss.backward()
+            model.policy.optimizer.step()
+            reference_losses.append(float(loss))
+    np.testing.assert_allclose(losses, reference_losses, rtol=1e-5)
+    assert th.allclose(fitted, model.policy.value_net.weight, atol=1e-6)
 
 
 def test_multi_input_policy_uses_dict_buffer():
