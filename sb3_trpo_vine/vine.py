@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import (
     VecCheckNan,
@@ -264,6 +265,10 @@ class VineCollector:
             else:
                 self.observations.append(observations[index].copy())
 
+    def _repeated_distribution(self, observations: Observation, n_per_state: int) -> Distribution:
+        """The policy's distribution at every rollout state, each repeated for its K branches (rows n*K ... n*K+K-1)."""
+        return self.policy.get_distribution(self.policy.obs_to_tensor(repeat_observations(observations, n_per_state))[0])
+
     def _propose(self, buffer: VineObjectiveMixin, observations: Observation) -> tuple[np.ndarray, np.ndarray]:
         """K actions per rollout state from q, with log q (the rows of a state are consecutive)."""
         n_states, n_per_state = buffer.n_rollout_states, buffer.n_actions_per_state
@@ -273,11 +278,9 @@ class VineCollector:
             return actions, np.zeros(len(actions))
         if buffer.action_proposal == "uniform":
             return uniform_actions(self.rng, action_space, n_states * n_per_state)
-        repeated = self.policy.obs_to_tensor(repeat_observations(observations, n_per_state))[0]
         noise = th.as_tensor(policy_noise(self.rng, action_space, n_states * n_per_state), device=self.policy.device)
         with th.no_grad():
-            distribution = self.policy.get_distribution(repeated)
-            actions, log_proposal = torch_sample(distribution, noise)
+            actions, log_proposal = torch_sample(self._repeated_distribution(observations, n_per_state), noise)
         return actions.cpu().numpy(), log_proposal.cpu().numpy()
 
     def _state_values(
@@ -285,9 +288,9 @@ class VineCollector:
     ) -> np.ndarray:
         """V(s_n) estimated from the branches: sum_k w_k Q_nk / sum_k w_k with w_k = pi_old(a_nk|s_n) / q(a_nk|s_n)."""
         n_states, n_per_state = q_matrix.shape
-        repeated = self.policy.obs_to_tensor(repeat_observations(observations, n_per_state))[0]
         with th.no_grad():
-            log_policy = self.policy.get_distribution(repeated).log_prob(th.as_tensor(actions, device=self.policy.device))
+            distribution = self._repeated_distribution(observations, n_per_state)
+            log_policy = distribution.log_prob(th.as_tensor(actions, device=self.policy.device))
         weights = np.exp(log_policy.cpu().numpy() - log_proposal).reshape(n_states, n_per_state)
         return ((weights * q_matrix).sum(axis=1) / weights.sum(axis=1)).astype(np.float32)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import gymnasium as gym
 from gymnasium.core import ActType, ObsType
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
 from sb3_trpo_vine.snapshot.core import (
@@ -99,12 +99,6 @@ class SnapshotWrapper(gym.Wrapper[ObsType, ActType, ObsType, ActType]):
 register_stateless(SnapshotWrapper)
 
 
-def _unwrap_vec_env(venv: VecEnv) -> VecEnv:
-    while isinstance(venv, VecEnvWrapper):
-        venv = venv.venv
-    return venv
-
-
 def _indices(venv: VecEnv, indices: VecEnvIndices) -> list[int]:
     if indices is None:
         return list(range(venv.num_envs))
@@ -149,7 +143,7 @@ def vec_check_snapshot_supported(venv: VecEnv) -> None:
         possibly wrapped by ``VecEnvWrapper`` s such as ``VecNormalize``
     :raises SnapshotNotSupportedError: naming each offending env, class and the fixes
     """
-    venv = _unwrap_vec_env(venv)
+    venv = venv.unwrapped
     if isinstance(venv, DummyVecEnv):
         _raise_problems([snapshot_problems(env) for env in venv.envs])
     else:
@@ -164,7 +158,7 @@ def vec_take_snapshots(venv: VecEnv, indices: VecEnvIndices = None) -> list[EnvS
     :param indices: Which envs (default: all)
     :return: One snapshot per index
     """
-    venv = _unwrap_vec_env(venv)
+    venv = venv.unwrapped
     if isinstance(venv, DummyVecEnv):
         return [take_snapshot(venv.envs[index]) for index in _indices(venv, indices)]
     _check_workers(venv)
@@ -181,7 +175,7 @@ def vec_clone_envs(venv: VecEnv, indices: VecEnvIndices = None) -> list[gym.Env]
     :param indices: Which envs (default: all)
     :return: One clone per index
     """
-    venv = _unwrap_vec_env(venv)
+    venv = venv.unwrapped
     if isinstance(venv, DummyVecEnv):
         return [clone_env(venv.envs[index]) for index in _indices(venv, indices)]
     _check_workers(venv)
