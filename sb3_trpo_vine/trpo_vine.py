@@ -18,7 +18,6 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
-from torch.nn import functional as F
 
 from sb3_trpo_vine.buffers import (
     DictSinglePathRolloutBuffer,
@@ -28,6 +27,7 @@ from sb3_trpo_vine.buffers import (
     VineRolloutBuffer,
     single_path_objective,
 )
+from sb3_trpo_vine.critic import NumpyMlpCriticFit, fit_value_function
 from sb3_trpo_vine.distributions import distribution_parameters, kl_divergence
 from sb3_trpo_vine.sampling import make_sampler, policy_noise
 from sb3_trpo_vine.snapshot import vec_check_snapshot_supported
@@ -84,12 +84,6 @@ def actor_parameters(policy: ActorCriticPolicy) -> list[nn.Parameter]:
         outputs = distribution_parameters(policy.get_distribution(observation))
         gradients = th.autograd.grad(sum(output.sum() for output in outputs), params, allow_unused=True)
     return [param for param, gradient in zip(params, gradients, strict=True) if gradient is not None]
-
-
-def _index_observations(observations: PyTorchObs, indices: th.Tensor) -> PyTorchObs:
-    if isinstance(observations, dict):
-        return {key: value[indices] for key, value in observations.items()}
-    return observations[indices]
 
 
 def _batch_of_one(observation: np.ndarray | dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
@@ -442,38 +436,29 @@ class TRPOVine(OnPolicyAlgorithm):
 
         When the critic's feature extractor is not trained by the critic (a parameter-free ``FlattenExtractor``, or a
         feature extractor shared with the actor), its features are constant during the fit: they are computed once
-        and only the critic's MLP and value head run per minibatch.
+        and only the critic's MLP and value head run per minibatch, in numpy for SB3's MLP critic with Adam
+        (``NumpyMlpCriticFit``, the same regression).
 
         :param observations: critic inputs
         :param returns: return targets
         :return: the minibatch losses
         """
         policy = self.policy
-        critic_params = [param for group in policy.optimizer.param_groups for param in group["params"]]
-        critic_ids = {id(param) for param in critic_params}
+        epochs, batch_size, optimizer = self.n_critic_updates, self.batch_size, policy.optimizer
+        critic_ids = {id(param) for group in optimizer.param_groups for param in group["params"]}
         if any(id(param) in critic_ids for param in policy.vf_features_extractor.parameters()):
-            inputs, predict = observations, policy.predict_values
-        else:
-            with th.no_grad():
-                preprocessed = preprocess_obs(observations, policy.observation_space, normalize_images=policy.normalize_images)
-                inputs = policy.vf_features_extractor(preprocessed)
+            return fit_value_function(policy.predict_values, observations, returns, optimizer, epochs, batch_size)
+        with th.no_grad():
+            preprocessed = preprocess_obs(observations, policy.observation_space, normalize_images=policy.normalize_images)
+            features = policy.vf_features_extractor(preprocessed)
+        numpy_fit = NumpyMlpCriticFit.from_policy(policy)
+        if numpy_fit is not None:
+            return numpy_fit.fit(features, returns, epochs, batch_size)
 
-            def predict(features: th.Tensor) -> th.Tensor:
-                return policy.value_net(policy.mlp_extractor.forward_critic(features))
+        def predict(features: th.Tensor) -> th.Tensor:
+            return policy.value_net(policy.mlp_extractor.forward_critic(features))
 
-        losses = []
-        n_samples = len(returns)
-        for _ in range(self.n_critic_updates):
-            permutation = th.from_numpy(np.random.permutation(n_samples))
-            for start in range(0, n_samples, self.batch_size):
-                indices = permutation[start : start + self.batch_size]
-                values = predict(_index_observations(inputs, indices)).flatten()
-                value_loss = F.mse_loss(returns[indices], values)
-                policy.optimizer.zero_grad()
-                value_loss.backward(inputs=critic_params)
-                policy.optimizer.step()
-                losses.append(value_loss.detach())
-        return [float(loss) for loss in losses]
+        return fit_value_function(predict, features, returns, optimizer, epochs, batch_size)
 
     def train(self) -> None:
         """Update the policy with one trust-region step and fit the critic on the current rollout buffer."""

@@ -120,7 +120,7 @@ def test_critic_fit_with_precomputed_features_equals_the_plain_fit(share_feature
             model.policy.optimizer.zero_grad()
             loss.backward()
             model.policy.optimizer.step()
-            reference_losses.append(float(loss))
+            reference_losses.append(loss.item())
     np.testing.assert_allclose(losses, reference_losses, rtol=1e-5)
     assert th.allclose(fitted, model.policy.value_net.weight, atol=1e-6)
 
