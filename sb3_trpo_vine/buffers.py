@@ -47,7 +47,50 @@ class SinglePathObjectiveMixin:
         return single_path_objective(self, normalize_advantage, sub_sampling_factor)  # type: ignore[arg-type]
 
 
-class SinglePathRolloutBuffer(SinglePathObjectiveMixin, RolloutBuffer):
+def _to_numpy(array: th.Tensor | np.ndarray) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, th.Tensor) else array
+
+
+class DirectAddRolloutBuffer(RolloutBuffer):
+    """
+    SB3's ``RolloutBuffer`` with an ``add`` that writes each step straight into the storage arrays.
+
+    Same arguments and stored contents as ``RolloutBuffer.add``, without its intermediate copies (a torch clone of
+    the values and log-probabilities, a numpy copy of every input): ``add`` runs once per environment step.
+    Values and log-probabilities may be tensors or numpy arrays.
+    """
+
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        episode_start: np.ndarray,
+        value: th.Tensor | np.ndarray,
+        log_prob: th.Tensor | np.ndarray,
+    ) -> None:
+        """
+        :param obs: Observation
+        :param action: Action
+        :param reward: Reward
+        :param episode_start: Start of episode signal
+        :param value: estimated value of the current state following the current policy
+        :param log_prob: log probability of the action following the current policy
+        """
+        if isinstance(self.observation_space, spaces.Discrete):
+            obs = obs.reshape((self.n_envs, *self.obs_shape))
+        self.observations[self.pos] = obs
+        self.actions[self.pos] = action.reshape((self.n_envs, self.action_dim))
+        self.rewards[self.pos] = reward
+        self.episode_starts[self.pos] = episode_start
+        self.values[self.pos] = _to_numpy(value).reshape(-1)
+        self.log_probs[self.pos] = _to_numpy(log_prob).reshape(-1)
+        self.pos += 1
+        if self.pos == self.buffer_size:
+            self.full = True
+
+
+class SinglePathRolloutBuffer(SinglePathObjectiveMixin, DirectAddRolloutBuffer):
     """
     Single-path rollout buffer (Schulman et al. 2015, Section 5.1): on-policy trajectories with GAE advantages.
 
@@ -215,7 +258,7 @@ class VineObjectiveMixin:
         return surrogate, critic_observations, critic_returns
 
 
-class VineRolloutBuffer(VineObjectiveMixin, RolloutBuffer):
+class VineRolloutBuffer(VineObjectiveMixin, DirectAddRolloutBuffer):
     """
     Vine rollout buffer: trunk trajectories plus the rollout set of branched Q estimates (see ``VineObjectiveMixin``).
 

@@ -17,6 +17,7 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from sb3_trpo_vine.buffers import (
@@ -388,7 +389,8 @@ class TRPOVine(OnPolicyAlgorithm):
 
     def _branch(self, vine: VineCollector, rollout_buffer: RolloutBuffer, trunk_steps: int) -> None:
         """Run the vine branches after the trunk; branch simulator steps count towards ``num_timesteps``."""
-        statistics = vine.branch(rollout_buffer)  # type: ignore[arg-type]
+        with threadpool_limits(limits=1, user_api="blas"):  # batched branch forwards: see train()
+            statistics = vine.branch(rollout_buffer)  # type: ignore[arg-type]
         self.num_timesteps += statistics["branch_steps"]
         self.logger.record("vine/trunk_steps", trunk_steps)
         for key, value in statistics.items():
@@ -465,9 +467,12 @@ class TRPOVine(OnPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
 
-        surrogate, critic_observations, critic_returns = self._policy_objective()
-        step = self._policy_step(surrogate)
-        value_losses = self._fit_value_function(critic_observations, critic_returns)
+        # numpy's BLAS single-threaded: at these matrix sizes its threads only contend for the cores (the critic fit
+        # measured 3x slower with two OpenBLAS threads next to one busy process on two cores)
+        with threadpool_limits(limits=1, user_api="blas"):
+            surrogate, critic_observations, critic_returns = self._policy_objective()
+            step = self._policy_step(surrogate)
+            value_losses = self._fit_value_function(critic_observations, critic_returns)
 
         self._n_updates += 1
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())

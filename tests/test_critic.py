@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 import pytest
+import threadpoolctl
 import torch as th
 from torch import nn
 
@@ -143,3 +144,22 @@ def test_cnn_critic_with_its_own_extractor_uses_autograd():
     model.learn(64)
     changed = [not th.equal(a, b) for a, b in zip(vf_extractor, model.policy.vf_features_extractor.parameters(), strict=True)]
     assert all(changed)  # trained by the critic's regression (autograd path)
+
+
+def test_numpy_blas_is_single_threaded_during_train_only(monkeypatch):
+    def blas_threads() -> set[int]:
+        return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+
+    seen = []
+    fit = TRPOVine._fit_value_function
+
+    def recording_fit(self, *args):
+        seen.append(blas_threads())
+        return fit(self, *args)
+
+    monkeypatch.setattr(TRPOVine, "_fit_value_function", recording_fit)
+    model = critic_model()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        model.learn(128)
+        assert blas_threads() == {2}  # the user's setting is back after each update
+    assert seen == [{1}, {1}]

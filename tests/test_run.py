@@ -378,3 +378,31 @@ def test_every_sb3_contrib_trpo_hyperparameter_has_the_same_name_and_default():
     for name, parameter in theirs.items():
         assert name in ours, name
         assert ours[name].default == parameter.default, name
+
+
+@pytest.mark.parametrize(
+    "observation_space, action_space",
+    [
+        (gym.spaces.Box(-1, 1, (3, 2)), gym.spaces.Box(-1, 1, (2,))),
+        (gym.spaces.Discrete(5), gym.spaces.Discrete(3)),
+        (gym.spaces.Box(-1, 1, (4,)), gym.spaces.MultiDiscrete([2, 3])),
+        (gym.spaces.Box(-1, 1, (4,)), gym.spaces.MultiBinary(3)),
+    ],
+    ids=["box", "discrete", "multidiscrete", "multibinary"],
+)
+def test_direct_add_stores_what_sb3_add_stores(observation_space, action_space):
+    n_envs, n_steps = 3, 4
+    ours = SinglePathRolloutBuffer(n_steps, observation_space, action_space, n_envs=n_envs)
+    reference = RolloutBuffer(n_steps, observation_space, action_space, n_envs=n_envs)
+    for _ in range(n_steps):
+        observations = np.stack([observation_space.sample() for _ in range(n_envs)])
+        actions = np.stack([action_space.sample() for _ in range(n_envs)])
+        if isinstance(action_space, gym.spaces.Discrete):
+            actions = actions.reshape(-1, 1)  # as on-policy collection hands it over
+        step = (observations, actions, np.random.randn(n_envs), np.random.rand(n_envs) < 0.5)
+        values, log_probs = th.randn(n_envs, 1), th.randn(n_envs)
+        reference.add(*step, values, log_probs)
+        ours.add(*step, values.numpy(), log_probs)  # numpy or tensor values
+    assert ours.full and reference.full
+    for name in ("observations", "actions", "rewards", "episode_starts", "values", "log_probs"):
+        np.testing.assert_array_equal(getattr(ours, name), getattr(reference, name), err_msg=name)
