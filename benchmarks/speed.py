@@ -1,45 +1,51 @@
 """
-Paired speed benchmark: TRPOVine (single-path) vs sb3_contrib.TRPO at identical hyperparameters and seeds.
+Paired speed benchmark: TRPOVine single-path and vine vs sb3_contrib.TRPO at identical hyperparameters and seeds.
 
-Runs are interleaved (contrib, ours, contrib, ours, ...) in one process so both see the same machine load;
-the env-only ceiling drives the same VecEnv stack with random actions. Prints a table and writes
-docs/results/speed.json and the "speed" section of docs/benchmarks.md.
+Every run trains for ``--iterations`` policy iterations (collection + update) and reports simulator steps per
+second of ``learn()`` (vine steps include its branch steps). Runs are interleaved (contrib, single-path, vine,
+env-only, contrib, ...) in one process so all see the same machine load; the env-only ceiling drives the same VecEnv
+stack with random actions. Prints a table and writes docs/results/speed.json and the "speed" section of
+docs/benchmarks.md.
 
-    python benchmarks/speed.py [--repeats 3] [--iterations 8]
+    python -m benchmarks.speed [--repeats 3] [--iterations 8] [--envs Hopper-v5 ...]
 """
 
 import argparse
 import statistics
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from sb3_contrib import TRPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from benchmarks.common import machine_description, markdown_table, save_json, write_section
 from sb3_trpo_vine import TRPOVine
 
-# RL-Zoo hyperparameters (rl_zoo3/hyperparams/trpo.yml): MuJoCo defaults and the CartPole entry.
-TASKS: dict[str, dict[str, Any]] = {
-    "Hopper-v5": dict(
-        n_envs=2,
-        normalize=True,
-        hyperparams=dict(
-            batch_size=128,
-            n_steps=1024,
-            gamma=0.99,
-            gae_lambda=0.95,
-            sub_sampling_factor=1,
-            cg_max_steps=25,
-            cg_damping=0.1,
-            n_critic_updates=20,
-            learning_rate=1e-3,
-        ),
+# RL-Zoo hyperparameters (rl_zoo3/hyperparams/trpo.yml): the MuJoCo defaults and the CartPole entry.
+MUJOCO_DEFAULTS: dict[str, Any] = dict(
+    n_envs=2,
+    normalize=True,
+    hyperparams=dict(
+        batch_size=128,
+        n_steps=1024,
+        gamma=0.99,
+        gae_lambda=0.95,
+        sub_sampling_factor=1,
+        cg_max_steps=25,
+        cg_damping=0.1,
+        n_critic_updates=20,
+        learning_rate=1e-3,
     ),
+)
+TASKS: dict[str, dict[str, Any]] = {
+    "Hopper-v5": MUJOCO_DEFAULTS,
+    "HalfCheetah-v5": MUJOCO_DEFAULTS,
+    "Walker2d-v5": MUJOCO_DEFAULTS,
     "CartPole-v1": dict(
         n_envs=2,
         normalize=False,
@@ -54,6 +60,27 @@ TASKS: dict[str, dict[str, Any]] = {
         ),
     ),
 }
+RUNS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any]]] = {
+    "sb3_contrib.TRPO": (TRPO, {}),
+    "TRPOVine single-path": (TRPOVine, dict(rollout_buffer_class="single_path")),
+    "TRPOVine vine": (TRPOVine, dict(rollout_buffer_class="vine")),  # default vine settings
+}
+ENV_ONLY = "env only (random actions)"
+
+
+class StopAfterIterations(BaseCallback):
+    """Stop ``learn()`` at the first step of iteration ``iterations + 1``: exactly ``iterations`` collections and updates."""
+
+    def __init__(self, iterations: int) -> None:
+        super().__init__()
+        self.iterations = iterations
+        self.started = 0
+
+    def _on_rollout_start(self) -> None:
+        self.started += 1
+
+    def _on_step(self) -> bool:
+        return self.started <= self.iterations
 
 
 def make_env(env_id: str, n_envs: int, normalize: bool, seed: int) -> VecEnv:
@@ -61,15 +88,15 @@ def make_env(env_id: str, n_envs: int, normalize: bool, seed: int) -> VecEnv:
     return VecNormalize(venv) if normalize else venv
 
 
-def time_algorithm(algo: Callable[..., Any], env_id: str, task: dict[str, Any], iterations: int, seed: int) -> float:
+def time_algorithm(run: str, env_id: str, task: dict[str, Any], iterations: int, seed: int) -> float:
+    algo, extra = RUNS[run]
     env = make_env(env_id, task["n_envs"], task["normalize"], seed)
-    model = algo("MlpPolicy", env, seed=seed, **task["hyperparams"])
-    steps = iterations * task["hyperparams"]["n_steps"] * task["n_envs"]
+    model = algo("MlpPolicy", env, seed=seed, **task["hyperparams"], **extra)
     start = time.perf_counter()
-    model.learn(steps)
+    model.learn(10**9, callback=StopAfterIterations(iterations))
     elapsed = time.perf_counter() - start
     env.close()
-    return steps / elapsed
+    return model.num_timesteps / elapsed
 
 
 def time_random_actions(env_id: str, task: dict[str, Any], iterations: int, seed: int) -> float:
@@ -99,20 +126,24 @@ def main() -> None:
     rows = []
     for env_id in args.envs:
         task = TASKS[env_id]
-        runs: dict[str, list[float]] = {"sb3_contrib.TRPO": [], "TRPOVine single-path": [], "env only (random actions)": []}
-        for repeat in range(args.repeats):
-            seed = repeat
-            runs["sb3_contrib.TRPO"].append(time_algorithm(TRPO, env_id, task, args.iterations, seed))
-            runs["TRPOVine single-path"].append(time_algorithm(TRPOVine, env_id, task, args.iterations, seed))
-            runs["env only (random actions)"].append(time_random_actions(env_id, task, args.iterations, seed))
+        runs: dict[str, list[float]] = {name: [] for name in [*RUNS, ENV_ONLY]}
+        for seed in range(args.repeats):
+            for name in RUNS:
+                runs[name].append(time_algorithm(name, env_id, task, args.iterations, seed))
+            runs[ENV_ONLY].append(time_random_actions(env_id, task, args.iterations, seed))
         medians = {name: statistics.median(values) for name, values in runs.items()}
-        ratio = medians["TRPOVine single-path"] / medians["sb3_contrib.TRPO"]
-        results["tasks"][env_id] = {"runs": runs, "median_steps_per_s": medians, "speedup_vs_contrib": ratio}
+        # ratio of medians, and the median of the per-repeat ratios (each pair ran back to back)
+        paired = {
+            name: statistics.median(ours / theirs for ours, theirs in zip(runs[name], runs["sb3_contrib.TRPO"], strict=True))
+            for name in runs
+        }
+        results["tasks"][env_id] = {"runs": runs, "median_steps_per_s": medians, "median_paired_ratio": paired}
         for name, median in medians.items():
-            rows.append([env_id, name, f"{median:,.0f}", f"{median / medians['sb3_contrib.TRPO']:.2f}x"])
-        print(f"{env_id}: TRPOVine / sb3-contrib = {ratio:.2f}x", flush=True)
+            ratio = median / medians["sb3_contrib.TRPO"]
+            rows.append([env_id, name, f"{median:,.0f}", f"{ratio:.2f}x", f"{paired[name]:.2f}x"])
+        print(f"{env_id}: single-path / sb3-contrib = {paired['TRPOVine single-path']:.2f}x", flush=True)
 
-    table = markdown_table(["env", "run", "steps/s (median)", "vs sb3_contrib.TRPO"], rows)
+    table = markdown_table(["env", "run", "steps/s (median)", "ratio of medians", "median paired ratio"], rows)
     print(table)
     suffix = "" if args.torch_threads == 1 else f"_threads{args.torch_threads}"
     save_json(f"speed{suffix}", results)
@@ -121,9 +152,11 @@ def main() -> None:
         f"## Speed: TRPOVine single-path vs sb3_contrib.TRPO, {args.torch_threads} torch thread(s)\n\n"
         f"`python -m benchmarks.speed --repeats {args.repeats} --iterations {args.iterations} "
         f"--torch-threads {args.torch_threads}`; machine: "
-        f"{results['machine']}.\n\nSame RL-Zoo hyperparameters and seeds for both (Hopper-v5: 2 envs, VecNormalize, "
+        f"{results['machine']}.\n\nSame RL-Zoo hyperparameters and seeds for every run (MuJoCo: 2 envs, VecNormalize, "
         "n_steps 1024, batch 128, 20 critic updates, cg_max_steps 25, cg_damping 0.1, lr 1e-3; CartPole-v1: the zoo "
-        f"entry); runs interleaved, median of {args.repeats}, whole `learn()` time (collection + update).\n\n{table}\n",
+        f"entry); vine with its default settings (64 rollout states, 4 actions each, rollout length 100). Each run is "
+        f"{args.iterations} whole iterations of `learn()` (collection + update); simulator steps/s, vine counting its "
+        f"branch steps. Runs interleaved, median of {args.repeats}.\n\n{table}\n",
     )
 
 

@@ -169,15 +169,16 @@ class NumpyMlpSampler:
             actions = (noise < 1.0 / (1.0 + np.exp(-out))).astype(np.float32)
             log_probs = (actions * _log_sigmoid(out) + (1.0 - actions) * _log_sigmoid(-out)).sum(axis=1)
             return actions, log_probs
-        dims = list(dist.action_dims) if isinstance(dist, MultiCategoricalDistribution) else [out.shape[1]]
-        split_points = np.cumsum(dims)[:-1]
+        if isinstance(dist, CategoricalDistribution):
+            chosen = np.argmax(out + noise, axis=1)
+            return chosen, _log_softmax(out)[np.arange(len(out)), chosen]
+        split_points = np.cumsum(dist.action_dims)[:-1]
         actions_list, log_probs = [], np.zeros(len(out), dtype=np.float32)
         for logits, gumbel in zip(np.split(out, split_points, axis=1), np.split(noise, split_points, axis=1), strict=True):
             chosen = np.argmax(logits + gumbel, axis=1)
-            log_probs = log_probs + np.take_along_axis(_log_softmax(logits), chosen[:, None], axis=1)[:, 0]
+            log_probs = log_probs + _log_softmax(logits)[np.arange(len(out)), chosen]
             actions_list.append(chosen)
-        actions = np.stack(actions_list, axis=1) if isinstance(dist, MultiCategoricalDistribution) else actions_list[0]
-        return actions, log_probs
+        return np.stack(actions_list, axis=1), log_probs
 
 
 def torch_sample(distribution: Distribution, noise: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
