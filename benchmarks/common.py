@@ -45,19 +45,20 @@ def save_json(name: str, payload: Any) -> pathlib.Path:
     return path
 
 
-def write_section(name: str, markdown: str) -> None:
+def write_section(name: str, markdown: str, path: pathlib.Path = REPORT) -> None:
     """
-    Replace (or append) the ``name`` section of docs/benchmarks.md, leaving the other sections untouched.
+    Replace (or append) the ``name`` section of a Markdown page, leaving the rest of the page untouched.
 
     :param name: section marker
     :param markdown: the section body
+    :param path: the page (default docs/benchmarks.md)
     """
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.rstrip()}\n{end}"
-    text = REPORT.read_text() if REPORT.exists() else "# Benchmarks\n\nMeasured on this project's CI-class machine.\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured on this project's CI-class machine.\n"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
-    REPORT.write_text(text)
+    path.write_text(text)
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

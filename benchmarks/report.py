@@ -19,6 +19,7 @@ from scipy.stats import trim_mean
 from benchmarks.common import DOCS, RESULTS, markdown_table, write_section
 
 IMAGES = DOCS / "images"
+ALGORITHM_PAGE = DOCS / "modules" / "trpo_vine.md"
 LABELS = {"sb3_contrib": "sb3_contrib.TRPO", "single_path": "TRPOVine single-path", "vine": "TRPOVine vine"}
 
 
@@ -128,6 +129,38 @@ def returns_section() -> str:
     )
 
 
+def algorithm_page_results() -> str:
+    """
+    :return: the results block of the algorithm page: final-return IQMs side by side, speed ratios, the plots
+    """
+    runs = load_runs()
+    algos = list(LABELS)
+    rows = []
+    for (env_id, budget), by_algo in sorted(runs.items()):
+        cells = []
+        for algo in algos:
+            finals = np.array([run["curve"][-1]["mean_return"] for run in by_algo.get(algo, [])])
+            cells.append(f"{iqm(finals):.0f} ({len(finals)} seeds)" if len(finals) else "-")
+        rows.append([env_id, f"{budget:,}", *cells])
+    text = "Final evaluation return after the budget, IQM over seeds (details and confidence intervals on the "
+    text += "[benchmarks page](../benchmarks.md)):\n\n"
+    text += markdown_table(["env", "simulator steps", *(LABELS[algo] for algo in algos)], rows)
+    speed_path = RESULTS / "speed.json"
+    if speed_path.exists():
+        speed = json.loads(speed_path.read_text())
+        names = [name for name in next(iter(speed["tasks"].values()))["median_paired_ratio"] if name != "sb3_contrib.TRPO"]
+        speed_rows = [
+            [env_id, *(f"{task['median_paired_ratio'][name]:.2f}x" for name in names)]
+            for env_id, task in speed["tasks"].items()
+        ]
+        text += "\n\nSteps/s relative to `sb3_contrib.TRPO` at identical hyperparameters (median of paired runs):\n\n"
+        text += markdown_table(["env", *names], speed_rows)
+        text += "\n\n![speed](../images/speed.png)"
+    images = [f"returns_{env_id}_{budget}.png" for env_id, budget in sorted(runs)]
+    text += "\n\n" + "\n\n".join(f"![{name}](../images/{name})" for name in images)
+    return text + "\n"
+
+
 def speed_plot() -> str | None:
     path = RESULTS / "speed.json"
     if not path.exists():
@@ -156,7 +189,8 @@ def main() -> None:
         write_section("speed-plot", "![speed](images/speed.png)\n")
     if load_runs():
         write_section("returns", returns_section())
-    print(f"updated {DOCS / 'benchmarks.md'}")
+        write_section("results", algorithm_page_results(), ALGORITHM_PAGE)
+    print(f"updated {DOCS / 'benchmarks.md'} and {ALGORITHM_PAGE}")
 
 
 if __name__ == "__main__":

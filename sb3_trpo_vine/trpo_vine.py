@@ -3,6 +3,7 @@
 import io
 import pathlib
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -462,6 +463,19 @@ class TRPOVine(OnPolicyAlgorithm):
 
         return fit_value_function(predict, features, returns, optimizer, epochs, batch_size)
 
+    def _critic_fit_runs_alongside(self) -> bool:
+        """
+        Whether the critic regression runs in a second thread during the trust-region step.
+
+        It does when the critic's inputs depend on no parameter (a parameter-free feature extractor) and the fit runs
+        in numpy (``NumpyMlpCriticFit``): the two updates then share no parameter and no input that either changes,
+        so running them together gives bit-identical results, and both spend their time in numpy/torch kernels that
+        release the GIL. Otherwise (e.g. a feature extractor shared with the actor, whose features the critic reads
+        after the policy step) they run one after the other.
+        """
+        parameter_free_inputs = next(self.policy.vf_features_extractor.parameters(), None) is None
+        return parameter_free_inputs and NumpyMlpCriticFit.from_policy(self.policy) is not None
+
     def train(self) -> None:
         """Update the policy with one trust-region step and fit the critic on the current rollout buffer."""
         self.policy.set_training_mode(True)
@@ -471,8 +485,14 @@ class TRPOVine(OnPolicyAlgorithm):
         # measured 3x slower with two OpenBLAS threads next to one busy process on two cores)
         with threadpool_limits(limits=1, user_api="blas"):
             surrogate, critic_observations, critic_returns = self._policy_objective()
-            step = self._policy_step(surrogate)
-            value_losses = self._fit_value_function(critic_observations, critic_returns)
+            if self._critic_fit_runs_alongside():
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic-fit") as executor:
+                    critic_fit = executor.submit(self._fit_value_function, critic_observations, critic_returns)
+                    step = self._policy_step(surrogate)
+                    value_losses = critic_fit.result()
+            else:
+                step = self._policy_step(surrogate)
+                value_losses = self._fit_value_function(critic_observations, critic_returns)
 
         self._n_updates += 1
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())

@@ -163,3 +163,30 @@ def test_numpy_blas_is_single_threaded_during_train_only(monkeypatch):
         model.learn(128)
         assert blas_threads() == {2}  # the user's setting is back after each update
     assert seen == [{1}, {1}]
+
+
+def test_critic_fit_alongside_the_policy_step_is_bit_identical_to_sequential():
+    runs = []
+    for alongside in (True, False):
+        np.random.seed(0)
+        model = critic_model()
+        assert model._critic_fit_runs_alongside()
+        if not alongside:
+            model._critic_fit_runs_alongside = lambda: False
+        model.learn(192)
+        runs.append((model.policy.state_dict(), model.policy.optimizer.state_dict()["state"], model.logger.name_to_value))
+    (params, optimizer_state, logs), (reference_params, reference_optimizer_state, reference_logs) = runs
+    for name, value in params.items():
+        assert th.equal(value, reference_params[name]), name
+    for key, state in optimizer_state.items():
+        assert all(th.equal(state[name], reference_optimizer_state[key][name]) for name in state)
+    assert logs["train/value_loss"] == reference_logs["train/value_loss"]
+
+
+def test_critic_fit_reading_a_shared_extractor_waits_for_the_policy_step():
+    from stable_baselines3.common.envs import FakeImageEnv
+
+    env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=True)
+    shared = TRPOVine("CnnPolicy", env, **SMALL)  # the critic reads the actor's CNN features after the step
+    assert not shared._critic_fit_runs_alongside()
+    assert not critic_model(optimizer_class=th.optim.RMSprop)._critic_fit_runs_alongside()
