@@ -24,6 +24,7 @@ from torch import nn
 from sb3_trpo_vine.buffers import (
     DictSinglePathRolloutBuffer,
     DictVineRolloutBuffer,
+    DirectAddRolloutBuffer,
     SinglePathRolloutBuffer,
     VineObjectiveMixin,
     VineRolloutBuffer,
@@ -349,6 +350,7 @@ class TRPOVine(OnPolicyAlgorithm):
         trunk_noise = policy_noise(self._noise_rng, self.action_space, n_rollout_steps * env.num_envs)
         trunk_noise = trunk_noise.reshape(n_rollout_steps, env.num_envs, -1)
 
+        direct_add = isinstance(rollout_buffer, DirectAddRolloutBuffer)
         callback.on_rollout_start()
         while n_steps < n_rollout_steps:
             if vine is not None:
@@ -369,13 +371,15 @@ class TRPOVine(OnPolicyAlgorithm):
             if isinstance(self.action_space, spaces.Discrete):
                 actions = actions.reshape(-1, 1)
             self._bootstrap_truncated(rewards, dones, infos)
+            if not direct_add:  # SB3's RolloutBuffer.add takes tensors
+                values, log_probs = th.from_numpy(values), th.from_numpy(log_probs)
             rollout_buffer.add(
                 self._last_obs,  # type: ignore[arg-type]
                 actions,
                 rewards,
                 self._last_episode_starts,  # type: ignore[arg-type]
-                th.from_numpy(values),
-                th.from_numpy(log_probs),
+                values,
+                log_probs,
             )
             self._last_obs = new_obs  # type: ignore[assignment]
             self._last_episode_starts = dones

@@ -18,13 +18,15 @@ ACTION_SPACES = [
 
 @pytest.mark.parametrize("action_space", ACTION_SPACES, ids=lambda s: type(s).__name__)
 @pytest.mark.parametrize("activation", [th.nn.Tanh, th.nn.ReLU])
-def test_numpy_and_torch_samplers_agree_with_the_policy(action_space, activation):
+@pytest.mark.parametrize("net_arch", [[16, 16], dict(pi=[8], vf=[16, 12])], ids=["fused", "separate"])
+def test_numpy_and_torch_samplers_agree_with_the_policy(action_space, activation, net_arch):
     th.manual_seed(0)
     policy = ActorCriticPolicy(
-        spaces.Box(-5.0, 5.0, (6,)), action_space, lambda _: 1e-3, net_arch=[16, 16], activation_fn=activation
+        spaces.Box(-5.0, 5.0, (6,)), action_space, lambda _: 1e-3, net_arch=net_arch, activation_fn=activation
     )
     numpy_sampler = NumpyMlpSampler.from_policy(policy)
     assert numpy_sampler is not None
+    assert (numpy_sampler.actor_critic is None) == isinstance(net_arch, dict)  # one fused network when shapes allow
     torch_sampler = TorchSampler(policy)
     rng = np.random.default_rng(0)
     observations = rng.uniform(-5, 5, (64, 6)).astype(np.float32)
