@@ -7,7 +7,7 @@ bench:
 	python -m benchmarks.returns --envs CartPole-v1 --seeds 0 1 2 --budget 200000 --eval-every 20000
 	python -m benchmarks.returns --envs Hopper-v5 --seeds 0 1 2 3 4 5 --budget 300000 --eval-every 30000
 	python -m benchmarks.returns --envs Walker2d-v5 HalfCheetah-v5 Swimmer-v5 --seeds 0 1 2 --budget 300000 --eval-every 30000
-	python -m benchmarks.atari --env PongNoFrameskip-v4 --budget 60000 --seeds 0
+	python -m benchmarks.atari --env PongNoFrameskip-v4 --budget 30000 --seeds 0
 	python -m benchmarks.report
 
 report:

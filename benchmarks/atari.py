@@ -7,7 +7,7 @@ actions in Python that snapshots restore exactly, vine branches of the image env
 <budget>.json (training-episode game scores from the Monitor files, a final deterministic evaluation episode, wall
 time); finished runs are skipped. Writes the "atari" section of docs/benchmarks.md.
 
-    python -m benchmarks.atari [--env PongNoFrameskip-v4] [--budget 60000] [--seeds 0]
+    python -m benchmarks.atari [--env PongNoFrameskip-v4] [--budget 30000] [--seeds 0]
 """
 
 import argparse
@@ -27,6 +27,7 @@ from benchmarks.common import RESULTS, machine_description, markdown_table, writ
 
 RUNS = RESULTS / "atari"
 SCHEMES = {"vine": [], "single_path": ["--hyperparams", "rollout_buffer_class:'single_path'"]}
+TRUNK_STEPS = 8 * 256  # n_envs * n_steps of the packaged Atari entry
 
 
 def run(env_id: str, scheme: str, seed: int, budget: int, torch_threads: int) -> pathlib.Path:
@@ -45,7 +46,9 @@ def run(env_id: str, scheme: str, seed: int, budget: int, torch_threads: int) ->
     with tempfile.TemporaryDirectory(prefix="atari-") as log_folder:
         command = [
             sys.executable, "-m", "sb3_trpo_vine.zoo", "train", "--env", env_id, "--seed", str(seed),
-            "-n", str(budget), "--log-folder", log_folder, "--eval-freq", str(budget), "--eval-episodes", "1",
+            "-n", str(budget), "--log-folder", log_folder, "--eval-episodes", "1",
+            # the zoo's EvalCallback counts trunk steps: vine evaluates after every iteration, single-path at the end
+            "--eval-freq", str(TRUNK_STEPS if scheme == "vine" else budget),
             "--n-eval-envs", "1", *SCHEMES[scheme],
         ]  # fmt: skip
         start = time.perf_counter()
@@ -107,7 +110,7 @@ def main() -> None:
     parser.add_argument("--env", default="PongNoFrameskip-v4")
     parser.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--budget", type=int, default=60_000)
+    parser.add_argument("--budget", type=int, default=30_000)
     parser.add_argument("--torch-threads", type=int, default=1)
     args = parser.parse_args()
     paths = [run(args.env, scheme, seed, args.budget, args.torch_threads) for seed in args.seeds for scheme in args.schemes]
