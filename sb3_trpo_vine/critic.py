@@ -111,9 +111,10 @@ class NumpyMlpCriticFit:
         sizes = [param.numel() for param in self.params]
         self.flat = np.empty(sum(sizes), dtype=np.float32)
         self.grad = np.empty_like(self.flat)
-        bounds = list(itertools.pairwise(np.cumsum([0, *sizes])))
-        self.param_views = [self.flat[a:b].reshape(p.shape) for (a, b), p in zip(bounds, self.params, strict=True)]
-        grad_views = [self.grad[a:b].reshape(p.shape) for (a, b), p in zip(bounds, self.params, strict=True)]
+        # where each parameter lives in the flat vectors (parameters, gradients, Adam moments)
+        self.slices = [slice(start, end) for start, end in itertools.pairwise(np.cumsum([0, *sizes]))]
+        self.param_views = [self.flat[part].reshape(p.shape) for part, p in zip(self.slices, self.params, strict=True)]
+        grad_views = [self.grad[part].reshape(p.shape) for part, p in zip(self.slices, self.params, strict=True)]
         self.layers = [
             _DenseLayer(*self.param_views[2 * i : 2 * i + 2], *grad_views[2 * i : 2 * i + 2], activation)
             for i, activation in enumerate(activations)
@@ -159,28 +160,23 @@ class NumpyMlpCriticFit:
             view[...] = param.detach().numpy()
         exp_avg, exp_avg_sq = np.zeros_like(self.flat), np.zeros_like(self.flat)
         step = 0
-        offset = 0
-        for param in self.params:
+        for part, param in zip(self.slices, self.params, strict=True):
             state = self.optimizer.state[param]
             if state:
-                exp_avg[offset : offset + param.numel()] = state["exp_avg"].numpy().ravel()
-                exp_avg_sq[offset : offset + param.numel()] = state["exp_avg_sq"].numpy().ravel()
+                exp_avg[part] = state["exp_avg"].numpy().ravel()
+                exp_avg_sq[part] = state["exp_avg_sq"].numpy().ravel()
                 step = int(state["step"])
-            offset += param.numel()
         return exp_avg, exp_avg_sq, step
 
     def _store(self, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, step: int) -> None:
         scalar_dtype = th.float64 if th.get_default_dtype() == th.float64 else th.float32  # what torch's Adam uses
-        offset = 0
         with th.no_grad():
-            for view, param in zip(self.param_views, self.params, strict=True):
+            for part, view, param in zip(self.slices, self.param_views, self.params, strict=True):
                 param.copy_(th.from_numpy(view))
-                size = param.numel()
                 state = self.optimizer.state[param]
                 state["step"] = th.tensor(float(step), dtype=scalar_dtype)
-                state["exp_avg"] = th.from_numpy(exp_avg[offset : offset + size].reshape(param.shape).copy())
-                state["exp_avg_sq"] = th.from_numpy(exp_avg_sq[offset : offset + size].reshape(param.shape).copy())
-                offset += size
+                state["exp_avg"] = th.from_numpy(exp_avg[part].reshape(param.shape).copy())
+                state["exp_avg_sq"] = th.from_numpy(exp_avg_sq[part].reshape(param.shape).copy())
 
     def _gradient(self, inputs: np.ndarray, targets: np.ndarray) -> float:
         """Fill ``self.grad`` with the gradient of the mean squared error on one minibatch; return the loss."""

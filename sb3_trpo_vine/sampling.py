@@ -207,10 +207,11 @@ class NumpyMlpSampler:
             chosen = np.argmax(out + noise, axis=1)
             return chosen, _log_softmax(out)[np.arange(len(out)), chosen]
         split_points = np.cumsum(dist.action_dims)[:-1]
+        rows = np.arange(len(out))
         actions_list, log_probs = [], np.zeros(len(out), dtype=np.float32)
         for logits, gumbel in zip(np.split(out, split_points, axis=1), np.split(noise, split_points, axis=1), strict=True):
             chosen = np.argmax(logits + gumbel, axis=1)
-            log_probs = log_probs + _log_softmax(logits)[np.arange(len(out)), chosen]
+            log_probs = log_probs + _log_softmax(logits)[rows, chosen]
             actions_list.append(chosen)
         return np.stack(actions_list, axis=1), log_probs
 
