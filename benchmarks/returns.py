@@ -18,6 +18,7 @@ deterministic episodes on a separate env with the training VecNormalize statisti
 import argparse
 import json
 import pathlib
+import subprocess
 import time
 from typing import Any
 
@@ -115,6 +116,18 @@ class PeriodicEvaluation(BaseCallback):
         self.curve.append(dict(timesteps=self.model.num_timesteps, seconds=wall, mean_return=mean, std_return=std))
 
 
+def code_version() -> str:
+    """
+    :return: the commit the run was made from, with ``+dirty`` when the work tree had uncommitted changes
+    """
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "sb3_trpo_vine", "benchmarks", "zoo_hyperparams"], capture_output=True, text=True
+    ).stdout.strip()
+    return commit + ("+dirty" if dirty else "")
+
+
 def run(env_id: str, algo: str, seed: int, budget: int, eval_every: int, eval_episodes: int) -> pathlib.Path:
     path = RUNS / f"{env_id}__{algo}__s{seed}__{budget}.json"
     if path.exists():
@@ -136,6 +149,7 @@ def run(env_id: str, algo: str, seed: int, budget: int, eval_every: int, eval_ep
         budget=budget,
         hyperparams=repr(hyperparams),
         torch_threads=torch.get_num_threads(),
+        commit=code_version(),
         curve=evaluation.curve,
     )
     path.write_text(json.dumps(payload, indent=1))
