@@ -13,6 +13,12 @@ Evaluation: every ``--eval-every`` simulator steps (at the end of the first roll
 deterministic episodes on a separate env with the training VecNormalize statistics frozen.
 
     python -m benchmarks.returns --envs Hopper-v5 --algos sb3_contrib single_path vine --seeds 0 1 2 --budget 300000
+
+Sweeps (tuning, on other seeds than the reported ones) override the entry and name the setting; their files go to
+docs/results/sweeps/:
+
+    python -m benchmarks.returns --envs Walker2d-v5 --algos single_path --seeds 0 1 2 --budget 300000 \
+        --set target_kl=0.03 cg_damping=0.3 --tag kl0.03
 """
 
 import argparse
@@ -40,6 +46,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 ZOO_TRPO = pathlib.Path(__import__("rl_zoo3").__file__).parent / "hyperparams" / "trpo.yml"
 OURS = ROOT / "zoo_hyperparams" / "trpo_vine.yml"
 RUNS = RESULTS / "returns"
+SWEEPS = RESULTS / "sweeps"
 ZOO_ONLY_KEYS = ("n_timesteps", "n_envs", "normalize", "policy", "env_wrapper", "frame_stack")
 
 
@@ -128,12 +135,74 @@ def code_version() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def run(env_id: str, algo: str, seed: int, budget: int, eval_every: int, eval_episodes: int) -> pathlib.Path:
-    path = RUNS / f"{env_id}__{algo}__s{seed}__{budget}.json"
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """
+    :param assignments: ``key=value`` strings, values in YAML (``target_kl=0.06``,
+        ``rollout_buffer_kwargs.n_rollout_states=512`` sets one key of a mapping)
+    :return: the overrides, nested keys as ``{"rollout_buffer_kwargs": {"n_rollout_states": 512}}``
+    """
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator:
+            raise ValueError(f"--set expects key=value, got {assignment!r}")
+        *parents, leaf = key.split(".")
+        target = overrides
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = yaml.safe_load(value)
+    return overrides
+
+
+def apply_overrides(entry: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param entry: a zoo-style entry
+    :param overrides: from ``parse_overrides``; mappings are merged one level deep, ``None`` removes a key
+    :return: the updated entry
+    """
+    entry = dict(entry)
+    for key, value in overrides.items():
+        if value is None:
+            entry.pop(key, None)
+        elif isinstance(value, dict) and isinstance(entry.get(key), dict):
+            entry[key] = {**entry[key], **value}
+        else:
+            entry[key] = value
+    return entry
+
+
+def run(
+    env_id: str,
+    algo: str,
+    seed: int,
+    budget: int,
+    eval_every: int,
+    eval_episodes: int,
+    overrides: dict[str, Any] | None = None,
+    tag: str | None = None,
+) -> pathlib.Path:
+    """
+    One training run with periodic evaluation, saved as JSON (skipped when its file exists).
+
+    :param env_id: the env id
+    :param algo: ``sb3_contrib``, ``single_path`` or ``vine``
+    :param seed: the seed of training (evaluation uses ``seed + 10_000``)
+    :param budget: simulator steps (vine branches included)
+    :param eval_every: simulator steps between evaluations
+    :param eval_episodes: deterministic episodes per evaluation
+    :param overrides: hyperparameters replacing the entry's (a sweep); their runs need a ``tag``
+    :param tag: the sweep setting's name; tagged runs go to ``docs/results/sweeps/``
+    :return: the result file
+    """
+    if overrides and not tag:
+        raise ValueError("runs with overridden hyperparameters need a tag (they are not the benchmark's settings)")
+    name = f"{env_id}__{algo}__s{seed}__{budget}.json" if tag is None else f"{env_id}__{algo}__{tag}__s{seed}__{budget}.json"
+    path = (RUNS if tag is None else SWEEPS) / name
     if path.exists():
         print(f"skip {path.name} (done)", flush=True)
         return path
     algorithm, entry = algorithm_setup(env_id, algo)
+    entry = apply_overrides(entry, overrides or {})
     train_env = make_env(env_id, entry, seed, training=True)
     eval_env = make_env(env_id, entry, seed + 10_000, training=False)
     hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
@@ -141,10 +210,11 @@ def run(env_id: str, algo: str, seed: int, budget: int, eval_every: int, eval_ep
     evaluation = PeriodicEvaluation(eval_env, eval_every, eval_episodes)
     model.learn(budget, callback=evaluation)
     evaluation.evaluate()  # final policy
-    RUNS.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(
         env=env_id,
         algo=algo,
+        tag=tag,
         seed=seed,
         budget=budget,
         hyperparams=repr(hyperparams),
@@ -168,12 +238,24 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=None, help="default: budget / 10")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--torch-threads", type=int, default=1)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="hyperparameter overrides (a sweep)")
+    parser.add_argument("--tag", default=None, help="name of the sweep setting (required with --set)")
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
     torch.set_num_threads(args.torch_threads)
     for env_id in args.envs:
         for seed in args.seeds:
             for algo in args.algos:
-                run(env_id, algo, seed, args.budget, args.eval_every or args.budget // 10, args.eval_episodes)
+                run(
+                    env_id,
+                    algo,
+                    seed,
+                    args.budget,
+                    args.eval_every or args.budget // 10,
+                    args.eval_episodes,
+                    overrides,
+                    args.tag,
+                )
 
 
 if __name__ == "__main__":
