@@ -1,5 +1,7 @@
 # Benchmarks (long; each run writes its own result file and finished runs are skipped) and the report from them.
-.PHONY: bench report test lint docs
+.PHONY: bench report test lint docs check-extras contrib-suite
+
+EXTRAS ?= zoo tests benchmarks ray docs
 
 bench:
 	python -m benchmarks.speed --repeats 3 --iterations 8
@@ -21,3 +23,11 @@ lint:
 
 docs:
 	sphinx-build -W -b html docs docs/_build/html
+
+# each extra installed alone into a fresh virtual environment (.venvs/extra-NAME), then what it is for is run
+check-extras:
+	for extra in $(EXTRAS); do bash .ci/check_extra.sh $$extra || exit 1; done
+
+# sb3-contrib's own TRPO tests with TRPOVine in TRPO's place
+contrib-suite:
+	python .ci/sb3_contrib_suite.py -n 2

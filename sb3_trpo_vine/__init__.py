@@ -8,6 +8,7 @@ from sb3_trpo_vine.buffers import (
     SinglePathRolloutBuffer,
     VineRolloutBuffer,
 )
+from sb3_trpo_vine.finite import NonFiniteDataError
 from sb3_trpo_vine.trpo_vine import TRPOVine
 
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as file_handler:
@@ -16,6 +17,7 @@ with open(os.path.join(os.path.dirname(__file__), "version.txt")) as file_handle
 __all__ = [
     "DictSinglePathRolloutBuffer",
     "DictVineRolloutBuffer",
+    "NonFiniteDataError",
     "SinglePathRolloutBuffer",
     "TRPOVine",
     "VineRolloutBuffer",

@@ -8,11 +8,20 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import PyTorchObs
 
-from sb3_trpo_vine.surrogates import AllActionsQ, ImportanceSampledAdvantage, SelfNormalizedImportanceQ, SurrogateObjective
+from sb3_trpo_vine.surrogates import (
+    AllActionsQ,
+    ImportanceSampledAdvantage,
+    SelfNormalizedImportanceQ,
+    SurrogateObjective,
+    TrunkAndVineSurrogate,
+)
 
 ACTION_PROPOSALS = ("auto", "policy", "uniform", "all")
+TRUST_REGION_STATES = ("rollout", "trunk")
 MAX_ENUMERATED_ACTIONS = 10
-DEFAULT_ROLLOUT_STATES = 64
+# Vine defaults from the sweeps in docs/guide/vine.md: many short branches (a quarter of the trunk states, two
+# actions each, H = 10 with the critic bootstrapping the rest) beat few long ones at the same simulator budget
+DEFAULT_ROLLOUT_STATE_FRACTION = 0.25
 
 PolicyObjective = tuple[SurrogateObjective, PyTorchObs, th.Tensor]
 
@@ -133,7 +142,7 @@ class VineObjectiveMixin:
     log-probabilities and the branch estimates Q(s_n, a_nk). Filled by ``sb3_trpo_vine.vine.VineCollector``.
 
     :param n_rollout_states: N, states of the rollout set per iteration, drawn uniformly without replacement from
-        the trunk's ``n_steps * n_envs`` states (default: ``min(64, n_steps * n_envs)``)
+        the trunk's ``n_steps * n_envs`` states (default: a quarter of them, at least 1)
     :param n_actions_per_state: K, actions branched per state (ignored when every action is branched)
     :param rollout_length: H, simulator steps of each branch including the branched action; the return is
         bootstrapped with gamma^H V(s_H) when cut by H or by a time limit, and not after a termination
@@ -142,6 +151,13 @@ class VineObjectiveMixin:
         from the same simulator state, RNG included)
     :param branch_value_targets: also fit the critic at the rollout states, on the branch estimate of V(s_n)
         (sum_k w_k Q_nk / sum_k w_k with w_k = pi_old / q), besides the trunk's lambda-returns
+    :param trust_region_states: where the mean KL and the Fisher-vector products are taken: ``"rollout"`` (the
+        paper: the N rollout states) or ``"trunk"`` (every trunk state, the rollout set included: the policy may not
+        move freely where it acts but no Q was estimated)
+    :param antithetic: branch antithetic pairs for Gaussian policies: a = mu + sigma * eps and mu - sigma * eps from
+        one state (K even), each pair followed by the same policy noise (with ``common_random_numbers``)
+    :param trunk_advantages: optimise the trunk's single-path surrogate (GAE advantages) and the rollout set's vine
+        surrogate together (``TrunkAndVineSurrogate``, equal weights); implies ``trust_region_states="trunk"``
     """
 
     buffer_size: int
@@ -153,11 +169,14 @@ class VineObjectiveMixin:
         self,
         *args: Any,
         n_rollout_states: int | None = None,
-        n_actions_per_state: int = 4,
-        rollout_length: int = 100,
+        n_actions_per_state: int = 2,
+        rollout_length: int = 10,
         action_proposal: str = "auto",
         common_random_numbers: bool = True,
         branch_value_targets: bool = False,
+        trust_region_states: str = "rollout",
+        antithetic: bool = False,
+        trunk_advantages: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -166,7 +185,7 @@ class VineObjectiveMixin:
             n_actions_per_state = int(self.action_space.n)  # type: ignore[attr-defined]
         trunk_size = self.buffer_size * self.n_envs
         if n_rollout_states is None:
-            n_rollout_states = min(DEFAULT_ROLLOUT_STATES, trunk_size)
+            n_rollout_states = max(1, int(DEFAULT_ROLLOUT_STATE_FRACTION * trunk_size))
         if not 1 <= n_rollout_states <= trunk_size:
             raise ValueError(
                 f"n_rollout_states must be between 1 and the trunk size n_steps * n_envs = {trunk_size}, "
@@ -179,8 +198,22 @@ class VineObjectiveMixin:
         self.n_rollout_states = n_rollout_states
         self.n_actions_per_state = n_actions_per_state
         self.rollout_length = rollout_length
+        if trust_region_states not in TRUST_REGION_STATES:
+            raise ValueError(f"trust_region_states must be one of {TRUST_REGION_STATES}, got {trust_region_states!r}")
+        if antithetic and (not isinstance(self.action_space, spaces.Box) or self.action_proposal != "policy"):
+            raise ValueError(
+                "antithetic=True mirrors Gaussian noise: it needs a Box action space with action_proposal 'policy' or "
+                "'auto'; use antithetic=False for this action space"
+            )
+        if antithetic and n_actions_per_state % 2:
+            raise ValueError(
+                f"antithetic=True branches actions in pairs: n_actions_per_state must be even, got {n_actions_per_state}"
+            )
         self.common_random_numbers = common_random_numbers
         self.branch_value_targets = branch_value_targets
+        self.antithetic = antithetic
+        self.trunk_advantages = trunk_advantages
+        self.trust_region_states = "trunk" if trunk_advantages else trust_region_states
 
     def reset(self) -> None:
         """Clear the trunk and the rollout set."""
@@ -190,6 +223,7 @@ class VineObjectiveMixin:
         self.branch_log_proposal: np.ndarray | None = None
         self.q_values: np.ndarray | None = None
         self.state_values: np.ndarray | None = None
+        self.trunk_positions: np.ndarray | None = None
 
     def set_rollout_set(
         self,
@@ -198,6 +232,7 @@ class VineObjectiveMixin:
         log_proposal: np.ndarray,
         q_values: np.ndarray,
         state_values: np.ndarray | None = None,
+        trunk_positions: np.ndarray | None = None,
     ) -> None:
         """
         Store the rollout set.
@@ -207,41 +242,59 @@ class VineObjectiveMixin:
         :param log_proposal: ``(N, K)`` log q(a_nk|s_n)
         :param q_values: ``(N, K)`` branch estimates
         :param state_values: ``(N,)`` branch estimates of V(s_n), extra critic targets (``branch_value_targets``)
+        :param trunk_positions: ``(N, 2)`` (trunk step, env) of each s_n, needed by ``trust_region_states="trunk"``
         """
         self.state_values = state_values
+        self.trunk_positions = trunk_positions
         self.rollout_observations = observations
         self.branch_actions = actions
         self.branch_log_proposal = log_proposal
         self.q_values = q_values
 
+    def _to_tensors(self, observations: np.ndarray | dict[str, np.ndarray], keep: slice) -> PyTorchObs:
+        if isinstance(observations, dict):
+            return {key: th.as_tensor(value[keep], device=self.device) for key, value in observations.items()}
+        return th.as_tensor(observations[keep], device=self.device)
+
     def policy_objective(self, normalize_advantage: bool, sub_sampling_factor: int) -> PolicyObjective:
         """
         The vine surrogate on the rollout set, and the critic targets of the trunk (GAE lambda-returns).
 
-        Advantage normalisation does not apply: Eq. 15 and 16 use Q estimates directly (and the trust-region step
-        is invariant to their scale).
+        Advantage normalisation does not apply to Eq. 15 and 16, which use Q estimates directly (the trust-region step
+        is invariant to their scale); with ``trunk_advantages`` the trunk's advantages are always standardised.
 
         :param normalize_advantage: unused by the vine estimators
-        :param sub_sampling_factor: keep every k-th rollout state for the policy step
+        :param sub_sampling_factor: keep every k-th rollout state for the policy step (the trunk states of
+            ``trust_region_states="trunk"`` are all kept)
         :return: the surrogate, and the critic's observations and return targets
         """
         assert self.q_values is not None, "The vine collector did not fill the rollout set"
-        trunk = next(self.get(batch_size=None))  # type: ignore[attr-defined]
-        if isinstance(self.rollout_observations, dict):
-            observations = {
-                key: th.as_tensor(value[::sub_sampling_factor], device=self.device)
-                for key, value in self.rollout_observations.items()
-            }
+        trunk = next(self.get(batch_size=None))  # type: ignore[attr-defined]  # shuffled samples, for the critic
+        keep = slice(None, None, sub_sampling_factor)
+        q_values = th.as_tensor(self.q_values[keep], device=self.device)
+        rows = None
+        if self.trust_region_states == "rollout":
+            observations = self._to_tensors(self.rollout_observations, keep)
         else:
-            observations = th.as_tensor(self.rollout_observations[::sub_sampling_factor], device=self.device)
-        q_values = th.as_tensor(self.q_values[::sub_sampling_factor], device=self.device)
-        surrogate: SurrogateObjective
+            # get() has flattened the trunk arrays to row env * n_steps + step; read them in that order
+            ordered = self._get_samples(np.arange(self.buffer_size * self.n_envs))  # type: ignore[attr-defined]
+            observations = ordered.observations
+            step, env = self.trunk_positions[keep].T
+            rows = th.as_tensor(env * self.buffer_size + step, device=self.device)
+            if self.trunk_advantages:  # Q centred per state and scaled to unit spread, as the trunk's advantages
+                q_values = q_values - q_values.mean(dim=1, keepdim=True)
+                q_values = q_values / (q_values.std() + 1e-8)
+        vine: SelfNormalizedImportanceQ | AllActionsQ
         if self.action_proposal == "all":
-            surrogate = AllActionsQ(observations, q_values)
+            vine = AllActionsQ(observations, q_values, rows)
         else:
-            actions = th.as_tensor(self.branch_actions[::sub_sampling_factor], device=self.device)
-            log_proposal = th.as_tensor(self.branch_log_proposal[::sub_sampling_factor], device=self.device)
-            surrogate = SelfNormalizedImportanceQ(observations, actions, log_proposal, q_values)
+            actions = th.as_tensor(self.branch_actions[keep], device=self.device)
+            log_proposal = th.as_tensor(self.branch_log_proposal[keep], device=self.device)
+            vine = SelfNormalizedImportanceQ(observations, actions, log_proposal, q_values, rows)
+        surrogate: SurrogateObjective = vine
+        if self.trunk_advantages:
+            discrete = isinstance(self.action_space, spaces.Discrete)
+            surrogate = TrunkAndVineSurrogate(ImportanceSampledAdvantage(ordered, True, 1, discrete), vine)
         if self.state_values is None:
             return surrogate, trunk.observations, trunk.returns
 

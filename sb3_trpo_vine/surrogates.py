@@ -79,21 +79,39 @@ class SelfNormalizedImportanceQ(SurrogateObjective):
 
     With q = pi_old the weights are 1 at theta_old and the estimator needs no baseline.
 
-    :param observations: the rollout-set states s_n (N of them)
+    :param observations: the states at which the policy is evaluated: the rollout set s_n (N of them), or a superset
+        (e.g. every trunk state, so that the KL is constrained there too) with ``rows`` locating the s_n in it
     :param actions: the branched actions a_nk, ``(N, K, *action_shape)`` (Discrete: ``(N, K)`` integers)
     :param log_proposal: log q(a_nk|s_n), ``(N, K)``
     :param q_values: branch estimates Q(s_n, a_nk), ``(N, K)``
+    :param rows: index of each s_n among ``observations`` (None: ``observations`` are exactly the s_n)
     """
 
-    def __init__(self, observations: PyTorchObs, actions: th.Tensor, log_proposal: th.Tensor, q_values: th.Tensor) -> None:
+    def __init__(
+        self,
+        observations: PyTorchObs,
+        actions: th.Tensor,
+        log_proposal: th.Tensor,
+        q_values: th.Tensor,
+        rows: th.Tensor | None = None,
+    ) -> None:
         super().__init__(observations)
         self.actions = actions
         self.log_proposal = log_proposal
         self.q_values = q_values
+        self.rows = rows
+
+    def _log_prob(self, distribution: Distribution, actions: th.Tensor) -> th.Tensor:
+        if self.rows is None:
+            return distribution.log_prob(actions)
+        batch = next(iter(self.observations.values())) if isinstance(self.observations, dict) else self.observations
+        padded = actions.new_zeros((batch.shape[0], *actions.shape[1:]))  # any valid action off the rollout set
+        padded[self.rows] = actions
+        return distribution.log_prob(padded)[self.rows]
 
     def __call__(self, distribution: Distribution) -> th.Tensor:
         n_actions_per_state = self.q_values.shape[1]
-        log_prob = th.stack([distribution.log_prob(self.actions[:, k]) for k in range(n_actions_per_state)], dim=1)
+        log_prob = th.stack([self._log_prob(distribution, self.actions[:, k]) for k in range(n_actions_per_state)], dim=1)
         weights = th.exp(log_prob - self.log_proposal)  # (N, K)
         return ((weights * self.q_values).sum(dim=1) / weights.sum(dim=1)).mean()
 
@@ -104,13 +122,39 @@ class AllActionsQ(SurrogateObjective):
 
     L_n(theta) = sum_a pi_theta(a|s_n) Q(s_n, a),   L = mean_n L_n.
 
-    :param observations: the rollout-set states s_n (N of them)
+    :param observations: the rollout-set states s_n (N of them), or a superset with ``rows`` locating them
     :param q_values: branch estimates Q(s_n, a) for every action a, ``(N, n_actions)``
+    :param rows: index of each s_n among ``observations`` (None: ``observations`` are exactly the s_n)
     """
 
-    def __init__(self, observations: PyTorchObs, q_values: th.Tensor) -> None:
+    def __init__(self, observations: PyTorchObs, q_values: th.Tensor, rows: th.Tensor | None = None) -> None:
         super().__init__(observations)
         self.q_values = q_values
+        self.rows = rows
 
     def __call__(self, distribution: Distribution) -> th.Tensor:
-        return (distribution.distribution.probs * self.q_values).sum(dim=1).mean()
+        probs = distribution.distribution.probs
+        return ((probs if self.rows is None else probs[self.rows]) * self.q_values).sum(dim=1).mean()
+
+
+class TrunkAndVineSurrogate(SurrogateObjective):
+    """
+    The trunk's single-path estimate and the rollout set's vine estimate in one surrogate (beyond the paper):
+
+    L(theta) = 1/2 L_single_path(theta) + 1/2 L_vine(theta),
+
+    both over the trunk states; the single-path advantages are standardised and the vine's Q-values are centred per
+    state (which leaves Eq. 15/16's gradient unchanged) and divided by their standard deviation, so that the two
+    estimates weigh alike.
+
+    :param trunk: the single-path surrogate over every trunk state
+    :param vine: the vine surrogate, evaluated on the same states (``rows`` set)
+    """
+
+    def __init__(self, trunk: ImportanceSampledAdvantage, vine: SelfNormalizedImportanceQ | AllActionsQ) -> None:
+        super().__init__(trunk.observations)
+        self.trunk = trunk
+        self.vine = vine
+
+    def __call__(self, distribution: Distribution) -> th.Tensor:
+        return 0.5 * self.trunk(distribution) + 0.5 * self.vine(distribution)

@@ -1,5 +1,7 @@
 """TRPOVine: Trust Region Policy Optimization with single-path and vine sampling, as an SB3 on-policy algorithm."""
 
+import copy
+import inspect
 import io
 import pathlib
 import zipfile
@@ -32,6 +34,7 @@ from sb3_trpo_vine.buffers import (
 )
 from sb3_trpo_vine.critic import NumpyMlpCriticFit, fit_value_function
 from sb3_trpo_vine.distributions import distribution_parameters, kl_divergence
+from sb3_trpo_vine.finite import check_finite
 from sb3_trpo_vine.sampling import make_sampler, policy_noise
 from sb3_trpo_vine.snapshot import vec_check_snapshot_supported
 from sb3_trpo_vine.surrogates import SurrogateObjective, subsample_observations
@@ -46,7 +49,12 @@ ROLLOUT_BUFFER_ALIASES: dict[str, tuple[type[RolloutBuffer], type[RolloutBuffer]
     "single_path": (SinglePathRolloutBuffer, DictSinglePathRolloutBuffer),
     "vine": (VineRolloutBuffer, DictVineRolloutBuffer),
 }
-DEFAULT_ROLLOUT_BUFFER = "vine"
+DEFAULT_ROLLOUT_BUFFER = "single_path"
+VINE_SETTINGS = {
+    name
+    for name, parameter in inspect.signature(VineObjectiveMixin.__init__).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+}
 
 
 def resolve_rollout_buffer_class(
@@ -125,8 +133,9 @@ class TRPOVine(OnPolicyAlgorithm):
         instead of action noise exploration (default: False)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
         Default: -1 (only sample at the beginning of the rollout)
-    :param rollout_buffer_class: Rollout buffer class to use: a ``RolloutBuffer`` subclass, or the alias
-        ``"single_path"``. If ``None``, the single-path buffer is used.
+    :param rollout_buffer_class: Rollout buffer class to use: a ``RolloutBuffer`` subclass, or one of the aliases
+        ``"single_path"`` (``SinglePathRolloutBuffer``) and ``"vine"`` (``VineRolloutBuffer``). If ``None``, the
+        single-path buffer is used (dict-observation variants are picked automatically).
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
     :param target_kl: the trust-region radius delta: the mean KL(pi_old || pi_new) of an accepted step is at most
@@ -263,6 +272,12 @@ class TRPOVine(OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         self.rollout_buffer_class = resolve_rollout_buffer_class(self.rollout_buffer_class, self.observation_space)
+        vine_settings = sorted(set(self.rollout_buffer_kwargs) & VINE_SETTINGS)
+        if vine_settings and not issubclass(self.rollout_buffer_class, VineObjectiveMixin):
+            raise ValueError(
+                f"rollout_buffer_kwargs {vine_settings} are vine settings, but the rollout buffer is "
+                f"{self.rollout_buffer_class.__name__} (single path is the default): pass rollout_buffer_class='vine'"
+            )
         super()._setup_model()
         self._actor_params = actor_parameters(self.policy)
         actor_ids = {id(param) for param in self._actor_params}
@@ -335,6 +350,7 @@ class TRPOVine(OnPolicyAlgorithm):
             rollout prematurely.
         """
         assert self._last_obs is not None, "No previous observation was provided"
+        first_timestep = self.num_timesteps
         self.policy.set_training_mode(False)
         self._sampler.refresh()
         n_steps = 0
@@ -385,12 +401,49 @@ class TRPOVine(OnPolicyAlgorithm):
             self._last_episode_starts = dones
 
         last_values = th.from_numpy(self._sampler.predict_values(new_obs))  # type: ignore[arg-type]
+        self._check_trunk_finite(rollout_buffer, last_values.numpy(), first_timestep)
         rollout_buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+        check_finite(
+            [("lambda-return", rollout_buffer.returns), ("advantage", rollout_buffer.advantages)],
+            lambda index: (
+                f"env {index[1]} at trunk step {index[0]} of the rollout that began at num_timesteps={first_timestep}"
+            ),
+        )
         if vine is not None:
             self._branch(vine, rollout_buffer, n_rollout_steps * env.num_envs)
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _check_trunk_finite(self, rollout_buffer: RolloutBuffer, last_values: np.ndarray, first_timestep: int) -> None:
+        """
+        Raise ``NonFiniteDataError`` before a NaN or inf in the trunk reaches the policy step or the critic.
+
+        :param rollout_buffer: the filled trunk (observations as the policy saw them, i.e. after VecNormalize)
+        :param last_values: V of the observations after the last trunk step
+        :param first_timestep: ``num_timesteps`` when the rollout began
+        """
+        n_envs = rollout_buffer.n_envs
+
+        def at_trunk_step(index: tuple[int, ...]) -> str:
+            step, env = index[0], index[1] if len(index) > 1 else 0
+            return (
+                f"env {env} at trunk step {step} of the rollout that began at num_timesteps={first_timestep} "
+                f"(the env's {step + 1}-th step of this rollout, num_timesteps={first_timestep + (step + 1) * n_envs})"
+            )
+
+        check_finite(
+            [
+                ("trunk observation (after the VecEnv wrappers, e.g. VecNormalize)", rollout_buffer.observations),
+                ("trunk reward (after VecNormalize, time-limit bootstrap gamma * V(s_T) included)", rollout_buffer.rewards),
+                ("critic value V(s)", rollout_buffer.values),
+            ],
+            at_trunk_step,
+        )
+        check_finite(
+            [("critic value V(s) of the observation after the last trunk step", last_values.reshape(1, -1))],
+            lambda index: f"env {index[1]} after the last trunk step (num_timesteps={self.num_timesteps})",
+        )
 
     def _branch(self, vine: VineCollector, rollout_buffer: RolloutBuffer, trunk_steps: int) -> None:
         """Run the vine branches after the trunk; branch simulator steps count towards ``num_timesteps``."""
@@ -489,6 +542,10 @@ class TRPOVine(OnPolicyAlgorithm):
         # measured 3x slower with two OpenBLAS threads next to one busy process on two cores)
         with threadpool_limits(limits=1, user_api="blas"):
             surrogate, critic_observations, critic_returns = self._policy_objective()
+            check_finite(
+                [("critic regression target", critic_returns.cpu().numpy())], lambda index: f"sample {index[0]} of the batch"
+            )
+            critic_before = CriticState(self.policy.optimizer)
             if self._critic_fit_runs_alongside():
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="critic-fit") as executor:
                     critic_fit = executor.submit(self._fit_value_function, critic_observations, critic_returns)
@@ -497,6 +554,7 @@ class TRPOVine(OnPolicyAlgorithm):
             else:
                 step = self._policy_step(surrogate)
                 value_losses = self._fit_value_function(critic_observations, critic_returns)
+        critic_skip_reason = critic_before.restore_if_non_finite(value_losses)
 
         self._n_updates += 1
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
@@ -514,6 +572,10 @@ class TRPOVine(OnPolicyAlgorithm):
             self.logger.record("train/skipped_update_reason", step.skip_reason, exclude=("csv", "json"))
             if self.verbose >= 1:
                 print(f"TRPOVine: policy update {self._n_updates} skipped: {step.skip_reason}")
+        if critic_skip_reason is not None:
+            self.logger.record("train/critic_skipped_reason", critic_skip_reason, exclude=("csv", "json"))
+            if self.verbose >= 1:
+                print(f"TRPOVine: critic fit {self._n_updates} undone: {critic_skip_reason}")
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -598,6 +660,34 @@ class TRPOVine(OnPolicyAlgorithm):
                 f"Could not load the TRPOVine model from {path!r}: its parameters do not match the policy it describes "
                 f"({error}). The file is corrupt or was saved with an incompatible policy or package version."
             ) from error
+
+
+class CriticState:
+    """
+    The critic's parameters and optimizer state before a fit, restored if the fit produced a non-finite loss or
+    parameter (the critic's counterpart of the trust-region step's skip on a non-finite surrogate).
+
+    :param optimizer: the critic's optimizer (its parameter groups hold exactly the critic's parameters)
+    """
+
+    def __init__(self, optimizer: th.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.parameters = [param for group in optimizer.param_groups for param in group["params"]]
+        self.saved_parameters = [param.detach().clone() for param in self.parameters]
+        self.saved_optimizer_state = copy.deepcopy(optimizer.state_dict())
+
+    def restore_if_non_finite(self, losses: list[float]) -> str | None:
+        """
+        :param losses: the fit's minibatch losses
+        :return: why the fit was undone, None if it was kept
+        """
+        if np.isfinite(losses).all() and all(bool(th.isfinite(param).all()) for param in self.parameters):
+            return None
+        with th.no_grad():
+            for param, saved in zip(self.parameters, self.saved_parameters, strict=True):
+                param.copy_(saved)
+        self.optimizer.load_state_dict(self.saved_optimizer_state)
+        return "non-finite critic loss or parameters: critic and its optimizer restored to before the fit"
 
 
 def _check_hyperparameters(**hyperparameters: float) -> None:

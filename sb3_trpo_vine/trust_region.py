@@ -31,6 +31,20 @@ def flat_concat(tensors: list[th.Tensor]) -> th.Tensor:
     return th.cat([tensor.reshape(-1) for tensor in tensors])
 
 
+def assign_flat(params: list[nn.Parameter], vector: th.Tensor) -> None:
+    """
+    Copy a flat vector into the parameters, in place: each keeps its own storage (``vector_to_parameters`` would
+    rebind them to views of the vector, whose alignment can change float rounding in later matrix products).
+
+    :param params: the parameters
+    :param vector: their new values, concatenated in order
+    """
+    offset = 0
+    for param in params:
+        param.copy_(vector[offset : offset + param.numel()].view_as(param))
+        offset += param.numel()
+
+
 def conjugate_gradient(
     matrix_vector_product: Callable[[th.Tensor], th.Tensor],
     b: th.Tensor,
@@ -184,7 +198,7 @@ def trust_region_step(
         original = th.nn.utils.parameters_to_vector(params)
         step_size = max_step_size
         for line_search_step in range(1, line_search_max_iter + 1):
-            th.nn.utils.vector_to_parameters(original + step_size * search_direction, params)
+            assign_flat(params, original + step_size * search_direction)
             new_surrogate, kl = evaluate()
             new_surrogate_value, kl_value = float(new_surrogate), float(kl)
             if np.isfinite(new_surrogate_value) and kl_value <= target_kl and new_surrogate_value > surrogate_before:
@@ -192,7 +206,7 @@ def trust_region_step(
                     True, surrogate_before, new_surrogate_value, kl_value, line_search_step, step_size, cg_residual, None
                 )
             step_size *= line_search_shrinking_factor
-        th.nn.utils.vector_to_parameters(original, params)
+        assign_flat(params, original)
     result = skipped("line search found no step that improves the surrogate within the KL bound", cg_residual)
     result.line_search_steps = line_search_max_iter
     return result

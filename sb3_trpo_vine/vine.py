@@ -36,6 +36,7 @@ from stable_baselines3.common.vec_env import (
 )
 
 from sb3_trpo_vine.buffers import VineObjectiveMixin
+from sb3_trpo_vine.finite import check_finite
 from sb3_trpo_vine.sampling import NumpyMlpSampler, TorchSampler, policy_noise, torch_sample
 from sb3_trpo_vine.snapshot import EnvSnapshot, clone_env, restore_snapshot, vec_clone_envs, vec_take_snapshots
 
@@ -278,7 +279,12 @@ class VineCollector:
             return actions, np.zeros(len(actions))
         if buffer.action_proposal == "uniform":
             return uniform_actions(self.rng, action_space, n_states * n_per_state)
-        noise = th.as_tensor(policy_noise(self.rng, action_space, n_states * n_per_state), device=self.policy.device)
+        if buffer.antithetic:  # eps_1, -eps_1, eps_2, -eps_2, ... per state: pairs symmetric about the mean
+            half = policy_noise(self.rng, action_space, n_states * n_per_state // 2)
+            pairs = np.stack([half, -half], axis=1).reshape(n_states * n_per_state, -1)
+            noise = th.as_tensor(pairs, device=self.policy.device)
+        else:
+            noise = th.as_tensor(policy_noise(self.rng, action_space, n_states * n_per_state), device=self.policy.device)
         with th.no_grad():
             actions, log_proposal = torch_sample(self._repeated_distribution(observations, n_per_state), noise)
         return actions.cpu().numpy(), log_proposal.cpu().numpy()
@@ -307,6 +313,29 @@ class VineCollector:
         matrices = self.policy.action_dist.exploration_matrices
         return matrices.repeat_interleave(n_per_state, dim=0) if common_random_numbers else matrices
 
+    def _check_branch_finite(self, what: str, values: Observation, branches: np.ndarray, branch_step: int | None) -> None:
+        """
+        Raise ``NonFiniteDataError`` naming the branch, its rollout state and trunk position if ``values`` has a NaN/inf.
+
+        :param what: what the values are
+        :param values: one row per branch in ``branches``
+        :param branches: the branch index of each row
+        :param branch_step: the step within the branches at which the values were observed (None: whole branch)
+        """
+        trunk_positions = np.argwhere(self.rollout_mask)  # (step, env) of each rollout state, in snapshot order
+
+        def locate(index: tuple[int, ...]) -> str:
+            branch = int(branches[index[0]])
+            state, action = divmod(branch, self.n_per_state)
+            trunk_step, env = trunk_positions[state]
+            when = "" if branch_step is None else f" at branch step {branch_step}"
+            return (
+                f"vine branch {branch} (action {action} of rollout state {state}, taken at trunk step {trunk_step} of "
+                f"env {env}){when}"
+            )
+
+        check_finite([(what, values)], locate)
+
     def branch(self, buffer: VineObjectiveMixin) -> dict[str, float]:
         """
         Estimate Q for every (rollout state, branched action) pair and store the rollout set in ``buffer``.
@@ -316,6 +345,7 @@ class VineCollector:
         """
         n_states, n_per_state, horizon = buffer.n_rollout_states, buffer.n_actions_per_state, buffer.rollout_length
         n_branches = n_states * n_per_state
+        self.n_per_state = n_per_state
         rollout_observations = stack_observations(self.observations)
         actions, log_proposal = self._propose(buffer, rollout_observations)
         sde_matrices = self._sde_exploration_matrices(n_states, n_per_state, buffer.common_random_numbers)
@@ -345,6 +375,7 @@ class VineCollector:
                 if sde_matrices is not None:
                     self.policy.action_dist.exploration_matrices = sde_matrices[live]
                 observations = self.transform_observations(stack_observations([last_observations[i] for i in live]))
+                self._check_branch_finite("branch observation (after the VecEnv wrappers)", observations, live, step)
                 env_actions = self.env_actions(self.sampler.sample(observations, noise)[0])
             step_observations, reward[live], terminated[live], truncated[live] = self.branch_pool.step(
                 live, env_actions if step > 0 else env_actions[live]
@@ -362,8 +393,17 @@ class VineCollector:
         bootstrap |= alive  # cut by the horizon H
         if bootstrap.any():
             final = self.transform_observations(stack_observations([last_observations[i] for i in np.flatnonzero(bootstrap)]))
+            self._check_branch_finite(
+                "branch observation (after the VecEnv wrappers)", final, np.flatnonzero(bootstrap), step + 1
+            )
             q_values[bootstrap] += discount[bootstrap] * self.sampler.predict_values(final)
 
+        self._check_branch_finite(
+            "branch estimate Q(s, a) (discounted branch rewards after VecNormalize plus gamma^H V(s_H))",
+            q_values,
+            np.arange(n_branches),
+            None,
+        )
         action_shape = actions.shape[1:]
         q_matrix = q_values.reshape(n_states, n_per_state)
         buffer.set_rollout_set(
@@ -372,6 +412,7 @@ class VineCollector:
             log_proposal.reshape(n_states, n_per_state),
             q_matrix.astype(np.float32),
             self._state_values(rollout_observations, actions, log_proposal, q_matrix) if buffer.branch_value_targets else None,
+            np.argwhere(self.rollout_mask),  # (trunk step, env) of each rollout state, in snapshot order
         )
         return {
             "branch_steps": branch_steps,

@@ -31,6 +31,7 @@ def test_vine_learns_cartpole():
         "MlpPolicy",
         make_vec_env("CartPole-v1", n_envs=2, seed=0),
         seed=0,
+        rollout_buffer_class="vine",
         rollout_buffer_kwargs=dict(n_rollout_states=64, rollout_length=50),
         **CARTPOLE,
     )
@@ -51,6 +52,7 @@ def test_vine_learns_pendulum():
         n_critic_updates=15,
         use_sde=True,
         sde_sample_freq=4,
+        rollout_buffer_class="vine",
         rollout_buffer_kwargs=dict(n_rollout_states=128, rollout_length=10),
     )
     model.learn(200_000)

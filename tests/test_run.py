@@ -160,12 +160,15 @@ class CountingBuffer(RolloutBuffer):
 
 def test_rollout_buffer_class_choices():
     defaults = {key: value for key, value in SMALL.items() if key != "rollout_buffer_class"}
-    assert type(TRPOVine("MlpPolicy", "CartPole-v1", **defaults).rollout_buffer) is VineRolloutBuffer
-    assert type(TRPOVine("MlpPolicy", "CartPole-v1", **SMALL).rollout_buffer) is SinglePathRolloutBuffer
+    assert type(TRPOVine("MlpPolicy", "CartPole-v1", **defaults).rollout_buffer) is SinglePathRolloutBuffer
+    vine = TRPOVine("MlpPolicy", "CartPole-v1", **{**defaults, "rollout_buffer_class": "vine"}).rollout_buffer
+    assert type(vine) is VineRolloutBuffer
     model = TRPOVine(
         "MlpPolicy", "CartPole-v1", rollout_buffer_class=CountingBuffer, rollout_buffer_kwargs=dict(marker=7), **defaults
     ).learn(128)
     assert model.rollout_buffer.marker == 7 and model.rollout_buffer.n_adds == 128  # two rollouts of 64 steps
+    with pytest.raises(ValueError, match=r"\['n_rollout_states'\] are vine settings.*pass rollout_buffer_class='vine'"):
+        TRPOVine("MlpPolicy", "CartPole-v1", rollout_buffer_kwargs=dict(n_rollout_states=8), **defaults)
     with pytest.raises(ValueError, match="Unknown rollout_buffer_class 'mystery'"):
         TRPOVine("MlpPolicy", "CartPole-v1", **{**SMALL, "rollout_buffer_class": "mystery"})
 

@@ -60,6 +60,7 @@ def constant_critic_model(env, **buffer_kwargs) -> TRPOVine:
         n_critic_updates=0,
         policy_kwargs=dict(net_arch=[8]),
         rollout_buffer_kwargs=dict(n_rollout_states=32, rollout_length=HORIZON, **buffer_kwargs),
+        rollout_buffer_class="vine",
     )
     with th.no_grad():
         model.policy.value_net.weight.zero_()
@@ -168,6 +169,7 @@ def test_branching_leaves_training_env_monitor_and_vec_normalize_untouched(tmp_p
         batch_size=100,
         seed=0,
         rollout_buffer_kwargs=dict(n_rollout_states=16, rollout_length=30),
+        rollout_buffer_class="vine",
     )
     original_branch = VineCollector.branch
     seen, branch_steps = {}, []
@@ -208,6 +210,7 @@ def test_subproc_vec_env_with_snapshot_wrapper_matches_dummy():
             seed=0,
             policy_kwargs=dict(net_arch=[8]),
             rollout_buffer_kwargs=dict(n_rollout_states=8, rollout_length=20),
+            rollout_buffer_class="vine",
         )
         model.learn(600)
         venv.close()
@@ -228,6 +231,7 @@ def test_vine_is_deterministic_and_loads_like_any_model(tmp_path):
             seed=3,
             policy_kwargs=dict(net_arch=[8]),
             rollout_buffer_kwargs=dict(n_rollout_states=8, rollout_length=10),
+            rollout_buffer_class="vine",
         ).learn(500)
 
     first, second = run(), run()
@@ -253,7 +257,16 @@ def test_vine_is_deterministic_and_loads_like_any_model(tmp_path):
 def test_vine_variants_run(env_id, kwargs):
     kwargs.setdefault("rollout_buffer_kwargs", {})
     kwargs["rollout_buffer_kwargs"] = {"n_rollout_states": 8, "rollout_length": 10, **kwargs["rollout_buffer_kwargs"]}
-    model = TRPOVine("MlpPolicy", env_id, n_steps=64, batch_size=32, seed=0, policy_kwargs=dict(net_arch=[8]), **kwargs)
+    model = TRPOVine(
+        "MlpPolicy",
+        env_id,
+        n_steps=64,
+        batch_size=32,
+        seed=0,
+        policy_kwargs=dict(net_arch=[8]),
+        **kwargs,
+        rollout_buffer_class="vine",
+    )
     model.learn(300)
     assert model.logger.name_to_value["train/n_updates"] >= 1
 
@@ -271,6 +284,7 @@ def test_vine_multi_input_policy():
         batch_size=32,
         seed=0,
         rollout_buffer_kwargs=dict(n_rollout_states=8, rollout_length=10),
+        rollout_buffer_class="vine",
     )
     model.learn(200)
 
@@ -291,7 +305,7 @@ class OpaqueEnv(RewardIsActionEnv):
 
 def test_unsnapshottable_env_errors_name_both_fixes():
     with pytest.raises(SnapshotNotSupportedError, match="OpaqueEnv") as error:
-        TRPOVine("MlpPolicy", DummyVecEnv([OpaqueEnv]), n_steps=64, batch_size=32)
+        TRPOVine("MlpPolicy", DummyVecEnv([OpaqueEnv]), n_steps=64, batch_size=32, rollout_buffer_class="vine")
     assert "register" in str(error.value) and "single_path" in str(error.value)
     TRPOVine("MlpPolicy", DummyVecEnv([OpaqueEnv]), n_steps=64, batch_size=32, rollout_buffer_class="single_path").learn(64)
 
@@ -300,11 +314,13 @@ def test_subproc_without_snapshot_wrapper_and_vec_frame_stack_are_refused():
     venv = make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=SubprocVecEnv)
     try:
         with pytest.raises(SnapshotNotSupportedError, match="SnapshotWrapper"):
-            TRPOVine("MlpPolicy", venv, n_steps=64, batch_size=32)
+            TRPOVine("MlpPolicy", venv, n_steps=64, batch_size=32, rollout_buffer_class="vine")
     finally:
         venv.close()
     with pytest.raises(ValueError, match="FrameStackObservation"):
-        TRPOVine("MlpPolicy", VecFrameStack(make_vec_env("CartPole-v1"), 2), n_steps=64, batch_size=32)
+        TRPOVine(
+            "MlpPolicy", VecFrameStack(make_vec_env("CartPole-v1"), 2), n_steps=64, batch_size=32, rollout_buffer_class="vine"
+        )
 
 
 @pytest.mark.parametrize(
@@ -319,7 +335,9 @@ def test_subproc_without_snapshot_wrapper_and_vec_frame_stack_are_refused():
 )
 def test_vine_setting_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        TRPOVine("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, rollout_buffer_kwargs=kwargs)
+        TRPOVine(
+            "MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, rollout_buffer_kwargs=kwargs, rollout_buffer_class="vine"
+        )
 
 
 def test_proposal_rules():
@@ -353,6 +371,7 @@ def test_vine_atari_cnn_policy_with_frame_stack_and_restorable_stickiness(tmp_pa
         batch_size=32,
         seed=0,
         rollout_buffer_kwargs=dict(n_rollout_states=4, rollout_length=8, action_proposal="uniform", n_actions_per_state=3),
+        rollout_buffer_class="vine",
     )
     model.learn(300)
     assert model.rollout_buffer.branch_actions.shape == (4, 3)
@@ -368,11 +387,12 @@ def test_vine_atari_cnn_policy_with_frame_stack_and_restorable_stickiness(tmp_pa
             make_vec_env(lambda: FrameStackObservation(AtariPreprocessing(gym.make("ALE/Pong-v5", frameskip=1)), 4), n_envs=1),
             n_steps=32,
             batch_size=32,
+            rollout_buffer_class="vine",
         )
 
 
 def test_loaded_vine_model_evaluates_on_any_vec_env_and_checks_snapshots_only_to_learn(tmp_path):
-    TRPOVine("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64).save(tmp_path / "vine")
+    TRPOVine("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, rollout_buffer_class="vine").save(tmp_path / "vine")
     venv = make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=SubprocVecEnv)  # no SnapshotWrapper
     try:
         model = TRPOVine.load(tmp_path / "vine", env=venv)

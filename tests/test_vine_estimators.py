@@ -1,0 +1,117 @@
+"""Vine estimator options beyond the paper: trunk trust region, antithetic branches, trunk advantages; defaults."""
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_trpo_vine import TRPOVine, VineRolloutBuffer
+from sb3_trpo_vine.distributions import distribution_parameters, kl_divergence
+from sb3_trpo_vine.surrogates import SelfNormalizedImportanceQ, TrunkAndVineSurrogate
+
+N_STEPS = 64
+
+
+def vine_model(env_id: str = "Pendulum-v1", n_envs: int = 2, **buffer_kwargs) -> TRPOVine:
+    return TRPOVine(
+        "MlpPolicy",
+        make_vec_env(env_id, n_envs=n_envs, seed=0),
+        n_steps=N_STEPS,
+        batch_size=32,
+        seed=0,
+        policy_kwargs=dict(net_arch=[16]),
+        rollout_buffer_class="vine",
+        rollout_buffer_kwargs=dict(n_rollout_states=16, rollout_length=5, **buffer_kwargs),
+    )
+
+
+def collect(model: TRPOVine) -> VineRolloutBuffer:
+    _, callback = model._setup_learn(10**6)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    return model.rollout_buffer
+
+
+def gradient(model: TRPOVine, value: th.Tensor) -> th.Tensor:
+    return th.cat([part.reshape(-1) for part in th.autograd.grad(value, model._actor_params)])
+
+
+def test_vine_defaults_are_many_short_branches():
+    buffer = TRPOVine("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2), n_steps=512, rollout_buffer_class="vine")
+    buffer = buffer.rollout_buffer
+    assert (buffer.n_rollout_states, buffer.n_actions_per_state, buffer.rollout_length) == (256, 2, 10)
+    assert (buffer.trust_region_states, buffer.antithetic, buffer.trunk_advantages) == ("rollout", False, False)
+    assert (
+        TRPOVine(
+            "MlpPolicy", "Pendulum-v1", n_steps=3, batch_size=3, rollout_buffer_class="vine"
+        ).rollout_buffer.n_rollout_states
+        == 1
+    )
+
+
+def test_antithetic_actions_are_symmetric_about_the_mean():
+    model = vine_model(n_actions_per_state=4, antithetic=True)
+    buffer = collect(model)
+    with th.no_grad():
+        mean = distribution_parameters(model.policy.get_distribution(th.as_tensor(buffer.rollout_observations)))[0]
+    actions = th.as_tensor(buffer.branch_actions)  # (N, K, d): eps1, -eps1, eps2, -eps2
+    pairs = actions.reshape(16, 2, 2, 1)
+    th.testing.assert_close(pairs.mean(dim=2), mean[:, None, :].expand(16, 2, 1), atol=1e-5, rtol=0)
+    assert not th.allclose(pairs[:, 0, 0], pairs[:, 1, 0])  # the two pairs of a state differ
+    np.testing.assert_allclose(buffer.branch_log_proposal[:, 0::2], buffer.branch_log_proposal[:, 1::2], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(antithetic=True, n_actions_per_state=3), "must be even"),
+        (dict(trust_region_states="everywhere"), "trust_region_states must be one of"),
+    ],
+)
+def test_estimator_option_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        vine_model(**kwargs)
+    with pytest.raises(ValueError, match="needs a Box action space"):
+        vine_model("CartPole-v1", antithetic=True)
+
+
+def test_trunk_trust_region_uses_the_rollout_surrogate_and_constrains_every_trunk_state():
+    paper, trunk = vine_model(), vine_model(trust_region_states="trunk")
+    collect(paper)
+    collect(trunk)
+    paper_surrogate, trunk_surrogate = paper._policy_objective()[0], trunk._policy_objective()[0]
+    assert isinstance(trunk_surrogate, SelfNormalizedImportanceQ) and trunk_surrogate.observations.shape[0] == 2 * N_STEPS
+    assert paper_surrogate.observations.shape[0] == 16
+    # same data (same seed), so the surrogate over the trunk rows equals the paper's over the rollout states
+    paper_value = paper_surrogate(paper.policy.get_distribution(paper_surrogate.observations))
+    trunk_value = trunk_surrogate(trunk.policy.get_distribution(trunk_surrogate.observations))
+    th.testing.assert_close(trunk_value, paper_value)
+    th.testing.assert_close(gradient(trunk, trunk_value), gradient(paper, paper_value), rtol=1e-4, atol=1e-6)
+    # the accepted step keeps the mean KL over every trunk state within the trust region
+    observations = trunk_surrogate.observations
+    with th.no_grad():
+        old = distribution_parameters(trunk.policy.get_distribution(observations))
+    step = trunk._policy_step(trunk_surrogate)
+    assert step.accepted
+    with th.no_grad():
+        distribution = trunk.policy.get_distribution(observations)
+        kl = float(kl_divergence(distribution, old, distribution_parameters(distribution)).mean())
+    assert kl == pytest.approx(step.kl, rel=1e-5) and 0.0 < kl <= trunk.target_kl
+
+
+def test_trunk_advantages_average_the_single_path_and_vine_surrogates():
+    model = vine_model(trunk_advantages=True)
+    buffer = collect(model)
+    assert buffer.trust_region_states == "trunk"
+    surrogate = model._policy_objective()[0]
+    assert isinstance(surrogate, TrunkAndVineSurrogate)
+    distribution = model.policy.get_distribution(surrogate.observations)
+    combined = gradient(model, surrogate(distribution))
+    parts = [
+        gradient(model, part(model.policy.get_distribution(surrogate.observations)))
+        for part in (surrogate.trunk, surrogate.vine)
+    ]
+    th.testing.assert_close(combined, 0.5 * parts[0] + 0.5 * parts[1], rtol=1e-4, atol=1e-7)
+    # the vine part sees Q centred per state with unit spread
+    q_values = surrogate.vine.q_values
+    th.testing.assert_close(q_values.mean(dim=1), th.zeros(16), atol=1e-5, rtol=0)
+    assert float(q_values.std()) == pytest.approx(1.0, rel=1e-4)
