@@ -135,37 +135,60 @@ def code_version() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def reverse_kl_line_search() -> None:
+    """Update ablation: the line search checks KL(pi_new || pi_old) (sb3-contrib's direction) instead of the paper's."""
+    from sb3_trpo_vine import distributions, trpo_vine
+
+    trpo_vine.kl_divergence = lambda distribution, old, new: distributions.kl_divergence(distribution, new, old)
+
+
+def noisy_cg_start() -> None:
+    """Update ablation: conjugate gradient starts from 1e-4 * N(0, I) drawn from torch's RNG (sb3-contrib's start)."""
+    from sb3_trpo_vine import trust_region
+
+    solve = trust_region.conjugate_gradient
+
+    def conjugate_gradient(matrix_vector_product: Any, b: torch.Tensor, max_steps: int, residual_tol: float = 1e-10) -> Any:
+        start = 1e-4 * torch.randn_like(b)  # solve A y = b - A x0, then x = x0 + y
+        solution, residual = solve(matrix_vector_product, b - matrix_vector_product(start), max_steps, residual_tol)
+        return start + solution, residual
+
+    trust_region.conjugate_gradient = conjugate_gradient
+
+
+# Update ablations (``--variant``), applied to this process before training; their runs need a --tag
+VARIANTS = {"reverse-kl": reverse_kl_line_search, "cg-noise-start": noisy_cg_start}
+
+
 def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     """
-    :param assignments: ``key=value`` strings, values in YAML (``target_kl=0.06``,
-        ``rollout_buffer_kwargs.n_rollout_states=512`` sets one key of a mapping)
-    :return: the overrides, nested keys as ``{"rollout_buffer_kwargs": {"n_rollout_states": 512}}``
+    :param assignments: ``key=value`` strings with YAML values: ``target_kl=0.06`` replaces a hyperparameter,
+        ``rollout_buffer_kwargs={antithetic: true}`` replaces the whole mapping, ``rollout_buffer_kwargs.antithetic=true``
+        sets one key of the entry's mapping, ``key=null`` removes the hyperparameter
+    :return: the overrides by (possibly dotted) key
     """
     overrides: dict[str, Any] = {}
     for assignment in assignments:
         key, separator, value = assignment.partition("=")
         if not separator:
             raise ValueError(f"--set expects key=value, got {assignment!r}")
-        *parents, leaf = key.split(".")
-        target = overrides
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = yaml.safe_load(value)
+        overrides[key] = yaml.safe_load(value)
     return overrides
 
 
 def apply_overrides(entry: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """
     :param entry: a zoo-style entry
-    :param overrides: from ``parse_overrides``; mappings are merged one level deep, ``None`` removes a key
+    :param overrides: from ``parse_overrides``, applied in order
     :return: the updated entry
     """
     entry = dict(entry)
     for key, value in overrides.items():
-        if value is None:
+        parent, dot, leaf = key.partition(".")
+        if dot:
+            entry[parent] = {**(entry.get(parent) or {}), leaf: value}
+        elif value is None:
             entry.pop(key, None)
-        elif isinstance(value, dict) and isinstance(entry.get(key), dict):
-            entry[key] = {**entry[key], **value}
         else:
             entry[key] = value
     return entry
@@ -239,8 +262,13 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="hyperparameter overrides (a sweep)")
-    parser.add_argument("--tag", default=None, help="name of the sweep setting (required with --set)")
+    parser.add_argument("--tag", default=None, help="name of the sweep setting (required with --set or --variant)")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default=None, help="update ablation (TRPOVine only)")
     args = parser.parse_args()
+    if args.variant is not None:
+        if args.tag is None:
+            parser.error("--variant needs a --tag (its runs are not the benchmark's settings)")
+        VARIANTS[args.variant]()
     overrides = parse_overrides(args.set)
     torch.set_num_threads(args.torch_threads)
     for env_id in args.envs:
