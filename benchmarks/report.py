@@ -1,82 +1,378 @@
 """
-Tables and plots from saved benchmark results only (no training): returns (IQM and bootstrap 95% CI over seeds),
-learning curves against simulator steps and wall-clock seconds, and the speed bar chart.
+Tables and plots from saved benchmark results only (no training): docs/results/returns/*.json (benchmark runs) and
+docs/results/sweeps/*.json (tuning sweeps) become sections of docs/benchmarks.md and the results block of
+docs/modules/trpo_vine.md; learning curves against simulator steps and wall-clock seconds and the speed bar chart go
+to docs/images/.
 
-    python -m benchmarks.report
+Statistics are over runs (seeds), one task (env, budget) at a time, computed with rliable:
+
+- IQM, the interquartile mean: the mean of the middle 50% of the runs' scores (a 25% trimmed mean, which cuts
+  int(n / 4) runs at each end, so with 3 runs it equals the mean); of the final evaluation (the last one, after the
+  budget) and of each run's best evaluation;
+- 95% confidence intervals: percentile intervals of rliable's stratified bootstrap over runs (n_tasks = 1), with
+  numpy's global generator seeded before every estimate so that the report is reproducible;
+- probability of improvement P(X > Y): the probability that a random run of X ends above a random run of Y (ties
+  count one half), with its interval from bootstrapping the runs of both independently;
+- collapses: evaluations i > 0 whose return is below half of the run's best return over evaluations 0..i-1 while
+  that best is positive, counted over all runs;
+- steps and seconds to reach single path's IQM final return: the first evaluation at or above it, median over the
+  runs that reach it.
+
+    python -m benchmarks.report [--reps 2000] [--seed 0]
 """
 
+import argparse
+import itertools
 import json
+import pathlib
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy.stats import trim_mean
+from rliable import library as rly
+from rliable import metrics
 
 from benchmarks.common import DOCS, RESULTS, markdown_table, write_section
 
 IMAGES = DOCS / "images"
 ALGORITHM_PAGE = DOCS / "modules" / "trpo_vine.md"
+RETURNS = RESULTS / "returns"
+SWEEPS = RESULTS / "sweeps"
 LABELS = {"sb3_contrib": "sb3_contrib.TRPO", "single_path": "TRPOVine single-path", "vine": "TRPOVine vine"}
+COMPARISONS = (("single_path", "sb3_contrib"), ("vine", "sb3_contrib"), ("vine", "single_path"))
+# published RL-Zoo v3 TRPO returns after 1M steps, by env name before "-v"
+ZOO_BUDGET = 1_000_000
+ZOO_RETURNS = {"Hopper": 3618, "Walker2d": 4933, "HalfCheetah": 1786, "Swimmer": 366, "Ant": 4982}
+
+Run = dict[str, Any]
+Task = tuple[str, int]
+
+
+class Estimate(NamedTuple):
+    """A point estimate and its 95% confidence interval."""
+
+    point: float
+    low: float
+    high: float
+
+    def format(self, digits: int = 1) -> str:
+        """
+        :param digits: decimals
+        :return: ``point [low, high]``
+        """
+        return f"{self.point:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def load_runs(folder: pathlib.Path = RETURNS) -> list[Run]:
+    """
+    :param folder: a folder of result files
+    :return: its runs, sorted by env, budget, algorithm, tag and seed
+    """
+    runs = [json.loads(path.read_text()) for path in folder.glob("*.json")]
+    return sorted(runs, key=lambda run: (run["env"], run["budget"], run["algo"], run.get("tag") or "", run["seed"]))
+
+
+def by_task(runs: list[Run]) -> dict[Task, dict[str, list[Run]]]:
+    """
+    :param runs: runs sorted as by ``load_runs``
+    :return: the runs of every (env, budget) task, by algorithm
+    """
+    tasks: dict[Task, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        tasks[(run["env"], run["budget"])][run["algo"]].append(run)
+    return tasks
+
+
+def returns_of(run: Run) -> np.ndarray:
+    """
+    :param run: one saved run
+    :return: its evaluation returns in order
+    """
+    return np.array([point["mean_return"] for point in run["curve"]])
+
+
+def finals(runs: list[Run]) -> np.ndarray:
+    """
+    :param runs: runs of one setting
+    :return: the final evaluation return of every run
+    """
+    return np.array([returns_of(run)[-1] for run in runs])
+
+
+def bests(runs: list[Run]) -> np.ndarray:
+    """
+    :param runs: runs of one setting
+    :return: the best evaluation return of every run
+    """
+    return np.array([returns_of(run).max() for run in runs])
+
+
+def collapses(returns: np.ndarray) -> int:
+    """
+    :param returns: one run's evaluation returns in order
+    :return: evaluations below half of the best positive return of the evaluations before them
+    """
+    best_before = np.maximum.accumulate(returns)[:-1]
+    return int(np.sum((best_before > 0) & (returns[1:] < 0.5 * best_before)))
+
+
+def steps_to_reach(curve: list[dict[str, float]], threshold: float, key: str) -> float | None:
+    """
+    :param curve: one run's evaluations in order
+    :param threshold: the return to reach
+    :param key: ``timesteps`` or ``seconds``
+    :return: ``key`` at the first evaluation whose return is at least ``threshold``, None when none is
+    """
+    return next((float(point[key]) for point in curve if point["mean_return"] >= threshold), None)
+
+
+def commits(runs: list[Run]) -> str:
+    """
+    :param runs: runs of one setting
+    :return: the distinct commits they were made from, 10-character hashes (``+dirty`` kept), or ``unrecorded``
+    """
+    names = set()
+    for run in runs:
+        commit = run.get("commit")
+        names.add(commit[:10] + ("+dirty" if commit.endswith("+dirty") else "") if commit else "unrecorded")
+    return ", ".join(sorted(names))
+
+
+def bootstrap(scores: np.ndarray | list[np.ndarray], statistic: Callable[..., float], reps: int, seed: int) -> Estimate:
+    """
+    rliable's stratified bootstrap of one task; rliable draws from numpy's global generator, seeded here.
+
+    :param scores: an array of shape (n_runs, 1), or a list of them (bootstrapped independently)
+    :param statistic: aggregate of the array(s)
+    :param reps: bootstrap resamples
+    :param seed: seed of numpy's global generator
+    :return: the statistic and its 95% percentile interval
+    """
+    np.random.seed(seed)
+    points, intervals = rly.get_interval_estimates({"scores": scores}, lambda *x: np.array([statistic(*x)]), reps=reps)
+    return Estimate(float(points["scores"][0]), float(intervals["scores"][0, 0]), float(intervals["scores"][1, 0]))
 
 
 def iqm(values: np.ndarray) -> float:
     """
-    :param values: one score per seed
-    :return: interquartile mean (the mean of the middle 50%)
+    :param values: one score per run
+    :return: their interquartile mean
     """
-    return float(trim_mean(values, 0.25))
+    return float(metrics.aggregate_iqm(values[:, None]))
 
 
-def bootstrap_ci(values: np.ndarray, statistic: Any = iqm, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+def iqm_interval(values: np.ndarray, reps: int, seed: int) -> Estimate:
     """
-    :param values: one score per seed
-    :param statistic: aggregate to bootstrap
-    :param n_resamples: bootstrap resamples of the seeds
-    :param seed: resampling seed
-    :return: the 2.5% and 97.5% percentiles
+    :param values: one score per run
+    :param reps: bootstrap resamples
+    :param seed: bootstrap seed
+    :return: their interquartile mean and its stratified-bootstrap 95% interval
     """
-    rng = np.random.default_rng(seed)
-    samples = [statistic(rng.choice(values, size=len(values), replace=True)) for _ in range(n_resamples)]
-    return float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))
+    return bootstrap(values[:, None], metrics.aggregate_iqm, reps, seed)
 
 
-def load_runs() -> dict[tuple[str, int], dict[str, list[dict[str, Any]]]]:
-    runs: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for path in sorted((RESULTS / "returns").glob("*.json")):
-        run = json.loads(path.read_text())
-        runs[(run["env"], run["budget"])][run["algo"]].append(run)
-    return runs
+def improvement(x: np.ndarray, y: np.ndarray, reps: int, seed: int) -> Estimate:
+    """
+    :param x: one score per run of algorithm X
+    :param y: one score per run of algorithm Y
+    :param reps: bootstrap resamples
+    :param seed: bootstrap seed
+    :return: the probability of improvement P(X > Y) and its 95% interval
+    """
+    return bootstrap([x[:, None], y[:, None]], metrics.probability_of_improvement, reps, seed)
 
 
-def curve(run: dict[str, Any], x_key: str) -> tuple[np.ndarray, np.ndarray]:
+def zoo_anchor(env_id: str, budget: int) -> str:
+    """
+    :param env_id: the env id
+    :param budget: simulator steps
+    :return: the published RL-Zoo v3 TRPO return at 1M steps, ``-`` for other budgets and envs
+    """
+    anchor = ZOO_RETURNS.get(env_id.split("-v")[0]) if budget == ZOO_BUDGET else None
+    return "-" if anchor is None else str(anchor)
+
+
+def image_name(env_id: str, budget: int) -> str:
+    """
+    :param env_id: the env id
+    :param budget: simulator steps
+    :return: the file name of the task's learning-curve plot
+    """
+    return f"returns_{env_id}_{budget}.png"
+
+
+def returns_table(tasks: dict[Task, dict[str, list[Run]]], reps: int, seed: int) -> str:
+    """
+    :param tasks: runs by task and algorithm
+    :param reps: bootstrap resamples
+    :param seed: bootstrap seed
+    :return: one row per task and algorithm
+    """
+    rows = []
+    for (env_id, budget), algos in tasks.items():
+        for algo, runs in algos.items():
+            final = finals(runs)
+            rows.append(
+                [
+                    env_id,
+                    f"{budget:,}",
+                    LABELS[algo],
+                    len(runs),
+                    iqm_interval(final, reps, seed).format(),
+                    iqm_interval(bests(runs), reps, seed).format(),
+                    f"{final.mean():.1f} ± {final.std():.1f}",
+                    " ".join(f"{value:.0f}" for value in final),
+                    f"{np.mean([run['curve'][-1]['seconds'] for run in runs]):.0f}",
+                    sum(collapses(returns_of(run)) for run in runs),
+                    commits(runs),
+                    zoo_anchor(env_id, budget),
+                ]
+            )
+    header = ["env", "budget", "algorithm", "seeds", "IQM final [95% CI]", "IQM best [95% CI]", "mean ± std (final)"]
+    header += ["final per seed", "train s", "collapses", "commits", "RL-Zoo v3 1M"]
+    return markdown_table(header, rows)
+
+
+def improvement_table(tasks: dict[Task, dict[str, list[Run]]], reps: int, seed: int) -> str:
+    """
+    :param tasks: runs by task and algorithm
+    :param reps: bootstrap resamples
+    :param seed: bootstrap seed
+    :return: P(X > Y) of the final returns for every pair of ``COMPARISONS`` with at least 2 runs each
+    """
+    rows = []
+    for (env_id, budget), algos in tasks.items():
+        for x, y in COMPARISONS:
+            if len(algos.get(x, [])) >= 2 and len(algos.get(y, [])) >= 2:
+                estimate = improvement(finals(algos[x]), finals(algos[y]), reps, seed)
+                runs = f"{len(algos[x])} vs {len(algos[y])}"
+                rows.append([env_id, f"{budget:,}", f"{LABELS[x]} > {LABELS[y]}", estimate.format(2), runs])
+    return markdown_table(["env", "budget", "X > Y", "P(X > Y) [95% CI]", "runs"], rows)
+
+
+def reach_table(tasks: dict[Task, dict[str, list[Run]]]) -> str:
+    """
+    :param tasks: runs by task and algorithm
+    :return: simulator steps and seconds until single path's IQM final return, for tasks with single-path runs
+    """
+    rows = []
+    for (env_id, budget), algos in tasks.items():
+        if "single_path" not in algos:
+            continue
+        threshold = iqm(finals(algos["single_path"]))
+        for algo, runs in algos.items():
+            steps = [steps_to_reach(run["curve"], threshold, "timesteps") for run in runs]
+            seconds = [steps_to_reach(run["curve"], threshold, "seconds") for run in runs]
+            reached = [value for value in steps if value is not None]
+            median_steps = f"{np.median(reached):,.0f}" if reached else "-"
+            median_seconds = f"{np.median([s for s in seconds if s is not None]):.0f}" if reached else "-"
+            row = [env_id, f"{budget:,}", f"{threshold:.1f}", LABELS[algo], f"{len(reached)}/{len(runs)}"]
+            rows.append([*row, median_steps, median_seconds])
+    header = ["env", "budget", "single-path IQM final", "algorithm", "reached", "median steps", "median train s"]
+    return markdown_table(header, rows)
+
+
+def returns_section(runs: list[Run], reps: int, seed: int) -> str:
+    """
+    :param runs: benchmark runs, from ``load_runs``
+    :param reps: bootstrap resamples
+    :param seed: bootstrap seed
+    :return: the returns section of docs/benchmarks.md: protocol, returns, probabilities of improvement, time to reach
+    """
+    tasks = by_task(runs)
+    plots = "\n\n".join(f"![{name}](images/{name})" for name in (image_name(*task) for task in tasks))
+    return (
+        "## Returns\n\n"
+        "`python -m benchmarks.returns --envs ENV --algos sb3_contrib single_path vine --seeds 0 1 2 --budget STEPS` "
+        "(the runs below: `make bench`) then `python -m benchmarks.report`. Protocol: every N simulator steps "
+        "(`--eval-every`, default budget / 10, at the end of the first rollout past each multiple) and after the "
+        "budget, 10 deterministic episodes on a separate env (seed + 10,000) with the training VecNormalize "
+        "statistics frozen; final = the last evaluation, best = a run's best evaluation. Simulator steps count vine's "
+        "branch steps; wall-clock excludes evaluation, one torch thread per run. Hyperparameters: RL-Zoo TRPO entries "
+        "for sb3-contrib and single-path (ours with the same trust region in the paper's KL), the package's zoo "
+        "entries for vine.\n\n"
+        "Per task (env, budget), over runs (seeds), with rliable: IQM (interquartile mean; with 3 runs it equals the "
+        f"mean) and its 95% stratified-bootstrap CI ({reps:,} resamples, seed {seed}); collapses = evaluations below "
+        "half of the run's best positive return before them, summed over runs; commits = the code the runs were "
+        "made from. RL-Zoo v3 1M: the published RL-Zoo TRPO return at 1M steps.\n\n"
+        f"{returns_table(tasks, reps, seed)}\n\n"
+        "### Probability of improvement\n\n"
+        "Probability that a random run of X has a higher final return than a random run of Y (ties count one half), "
+        "95% CI from bootstrapping the runs of both; pairs with at least 2 runs each.\n\n"
+        f"{improvement_table(tasks, reps, seed)}\n\n"
+        "### Steps and time to single path's final return\n\n"
+        "First evaluation at or above single path's IQM final return on the task; medians over the runs that reach "
+        "it.\n\n"
+        f"{reach_table(tasks)}\n\n{plots}\n"
+    )
+
+
+def sweep_setting(run: Run) -> tuple[str, str, int, str]:
+    """
+    :param run: one saved sweep run
+    :return: its env, algorithm, budget and tag
+    """
+    return run["env"], run["algo"], run["budget"], run.get("tag") or ""
+
+
+def sweeps_section(runs: list[Run]) -> str:
+    """
+    :param runs: sweep runs, from ``load_runs(SWEEPS)``
+    :return: the sweeps section of docs/benchmarks.md, one row per setting
+    """
+    rows = []
+    ordered = sorted(runs, key=lambda run: (*sweep_setting(run), run["seed"]))
+    for (env_id, algo, budget, tag), group in itertools.groupby(ordered, key=sweep_setting):
+        setting = list(group)
+        final = finals(setting)
+        seeds = " ".join(str(run["seed"]) for run in setting)
+        per_seed = " ".join(f"{value:.0f}" for value in final)
+        rows.append([env_id, LABELS[algo], tag, f"{budget:,}", seeds, f"{iqm(final):.1f}", f"{final.mean():.1f}", per_seed])
+    table = markdown_table(["env", "algorithm", "tag", "budget", "seeds", "IQM final", "mean final", "final per seed"], rows)
+    return (
+        "## Sweeps\n\n"
+        "Tuning settings, `python -m benchmarks.returns ... --set KEY=VALUE ... --tag TAG` (files in "
+        "`docs/results/sweeps/`, hyperparameters in each file), same evaluation protocol as the returns.\n\n"
+        f"{table}\n"
+    )
+
+
+def curve(run: Run, x_key: str) -> tuple[np.ndarray, np.ndarray]:
     """
     :param run: one saved run
     :param x_key: ``timesteps`` or ``seconds``
     :return: x values and evaluation returns
     """
-    return np.array([point[x_key] for point in run["curve"]]), np.array([point["mean_return"] for point in run["curve"]])
+    return np.array([point[x_key] for point in run["curve"]]), returns_of(run)
 
 
 def band(curves: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    :param curves: x values and returns of every run
+    :param grid: where to interpolate them (NaN outside a run's range)
+    :return: mean, 25th and 75th percentiles over the runs at every grid point
+    """
     values = np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in curves])
     low, high = np.nanpercentile(values, 25, axis=0), np.nanpercentile(values, 75, axis=0)
     return np.nanmean(values, axis=0), low, high
 
 
-def plot_returns(env_id: str, budget: int, algos: dict[str, list[dict[str, Any]]]) -> str:
+def plot_returns(env_id: str, budget: int, algos: dict[str, list[Run]]) -> str:
+    """
+    :param env_id: the env id
+    :param budget: simulator steps
+    :param algos: the task's runs by algorithm
+    :return: the written image's name (in docs/images/): curves against simulator steps and wall-clock seconds
+    """
     figure, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4))
     for algo, runs in algos.items():
-        steps = [
-            (np.array([p["timesteps"] for p in r["curve"]]), np.array([p["mean_return"] for p in r["curve"]])) for r in runs
-        ]
-        times = [
-            (np.array([p["seconds"] for p in r["curve"]]), np.array([p["mean_return"] for p in r["curve"]])) for r in runs
-        ]
-        for axis, curves in ((by_steps, steps), (by_time, times)):
+        for axis, x_key in ((by_steps, "timesteps"), (by_time, "seconds")):
+            curves = [curve(run, x_key) for run in runs]
             grid = np.linspace(0, max(x[-1] for x, _ in curves), 60)
             mean, low, high = band(curves, grid)
             axis.plot(grid, mean, label=f"{LABELS[algo]} ({len(runs)} seeds)")
@@ -90,61 +386,27 @@ def plot_returns(env_id: str, budget: int, algos: dict[str, list[dict[str, Any]]
     figure.suptitle(f"{env_id}, budget {budget:,} steps: mean over seeds, shaded interquartile range")
     figure.tight_layout()
     IMAGES.mkdir(parents=True, exist_ok=True)
-    name = f"returns_{env_id}_{budget}.png"
+    name = image_name(env_id, budget)
     figure.savefig(IMAGES / name, dpi=90)
     plt.close(figure)
     return name
 
 
-def returns_section() -> str:
-    rows, images = [], []
-    for (env_id, budget), algos in sorted(load_runs().items()):
-        for algo, runs in sorted(algos.items()):
-            finals = np.array([run["curve"][-1]["mean_return"] for run in runs])
-            low, high = bootstrap_ci(finals)
-            seconds = np.mean([run["curve"][-1]["seconds"] for run in runs])
-            rows.append(
-                [
-                    env_id,
-                    f"{budget:,}",
-                    LABELS[algo],
-                    len(runs),
-                    f"{iqm(finals):.1f} [{low:.1f}, {high:.1f}]",
-                    f"{finals.mean():.1f} ± {finals.std():.1f}",
-                    " ".join(f"{v:.0f}" for v in finals),
-                    f"{seconds:.0f}",
-                ]
-            )
-        images.append(plot_returns(env_id, budget, algos))
-    table = markdown_table(
-        ["env", "budget", "algorithm", "seeds", "final IQM [95% bootstrap CI]", "mean ± std", "per seed", "train s"], rows
-    )
-    plots = "\n\n".join(f"![{name}](images/{name})" for name in images)
-    return (
-        "## Returns\n\n`python -m benchmarks.returns ...` then `python -m benchmarks.report`. Final deterministic "
-        "evaluation return (10 episodes on a separate env, frozen VecNormalize statistics) after the budget; IQM and "
-        "its bootstrap CI over seeds (with 3 seeds the IQM equals the mean). Hyperparameters: RL-Zoo TRPO entries for "
-        "sb3-contrib and single-path (ours with the same trust region in the paper's KL), the package's zoo entries "
-        f"for vine. Wall-clock excludes evaluation, one torch thread per run.\n\n{table}\n\n{plots}\n"
-    )
-
-
-def algorithm_page_results() -> str:
+def algorithm_page_results(runs: list[Run]) -> str:
     """
+    :param runs: benchmark runs, from ``load_runs``
     :return: the results block of the algorithm page: final-return IQMs side by side, speed ratios, the plots
     """
-    runs = load_runs()
-    algos = list(LABELS)
+    tasks = by_task(runs)
     rows = []
-    for (env_id, budget), by_algo in sorted(runs.items()):
-        cells = []
-        for algo in algos:
-            finals = np.array([run["curve"][-1]["mean_return"] for run in by_algo.get(algo, [])])
-            cells.append(f"{iqm(finals):.0f} ({len(finals)} seeds)" if len(finals) else "-")
+    for (env_id, budget), by_algo in tasks.items():
+        cells = [
+            f"{iqm(finals(by_algo[algo])):.0f} ({len(by_algo[algo])} seeds)" if algo in by_algo else "-" for algo in LABELS
+        ]
         rows.append([env_id, f"{budget:,}", *cells])
     text = "Final evaluation return after the budget, IQM over seeds (details and confidence intervals on the "
     text += "[benchmarks page](../benchmarks.md)):\n\n"
-    text += markdown_table(["env", "simulator steps", *(LABELS[algo] for algo in algos)], rows)
+    text += markdown_table(["env", "simulator steps", *LABELS.values()], rows)
     speed_path = RESULTS / "speed.json"
     if speed_path.exists():
         speed = json.loads(speed_path.read_text())
@@ -156,12 +418,15 @@ def algorithm_page_results() -> str:
         text += "\n\nSteps/s relative to `sb3_contrib.TRPO` at identical hyperparameters (median of paired runs):\n\n"
         text += markdown_table(["env", *names], speed_rows)
         text += "\n\n![speed](../images/speed.png)"
-    images = [f"returns_{env_id}_{budget}.png" for env_id, budget in sorted(runs)]
-    text += "\n\n" + "\n\n".join(f"![{name}](../images/{name})" for name in images)
+    text += "\n\n" + "\n\n".join(f"![{name}](../images/{name})" for name in (image_name(*task) for task in tasks))
     return text + "\n"
 
 
 def speed_plot() -> str | None:
+    """
+    :return: the written image's name (in docs/images/): steps/s of every run of the speed benchmark, None without
+        its results
+    """
     path = RESULTS / "speed.json"
     if not path.exists():
         return None
@@ -184,12 +449,25 @@ def speed_plot() -> str | None:
     return "speed.png"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """
+    :param argv: command-line arguments (default: ``sys.argv[1:]``)
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per estimate (default: 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every bootstrap (default: 0)")
+    args = parser.parse_args(argv)
     if speed_plot() is not None:
         write_section("speed-plot", "![speed](images/speed.png)\n")
-    if load_runs():
-        write_section("returns", returns_section())
-        write_section("results", algorithm_page_results(), ALGORITHM_PAGE)
+    runs = load_runs()
+    if runs:
+        for (env_id, budget), algos in by_task(runs).items():
+            plot_returns(env_id, budget, algos)
+        write_section("returns", returns_section(runs, args.reps, args.seed))
+        write_section("results", algorithm_page_results(runs), ALGORITHM_PAGE)
+    sweeps = load_runs(SWEEPS)
+    if sweeps:
+        write_section("sweeps", sweeps_section(sweeps))
     print(f"updated {DOCS / 'benchmarks.md'} and {ALGORITHM_PAGE}")
 
 

@@ -1,0 +1,114 @@
+"""The benchmark report's statistics (benchmarks/report.py) on hand-made curves and result files."""
+
+import itertools
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from scipy.stats import trim_mean
+
+from benchmarks.report import collapses, improvement, iqm, iqm_interval, load_runs, returns_section, steps_to_reach
+
+
+def make_curve(returns: list[float], every: int = 1000) -> list[dict[str, float]]:
+    """
+    :param returns: evaluation returns in order
+    :param every: simulator steps between evaluations
+    :return: a saved run's curve, one evaluation every ``every`` steps and every 2 seconds
+    """
+    return [
+        dict(timesteps=every * (i + 1), seconds=2.0 * (i + 1), mean_return=value, std_return=0.0)
+        for i, value in enumerate(returns)
+    ]
+
+
+def table_rows(markdown: str, header_start: str) -> list[dict[str, str]]:
+    """
+    :param markdown: generated Markdown
+    :param header_start: how the table's header line starts
+    :return: the table's rows as column name -> cell
+    """
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    header, *body = (
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in itertools.takewhile(lambda line: line.startswith("|"), lines[start:])
+    )
+    return [dict(zip(header, row, strict=True)) for row in body[1:]]  # body[0] is the separator line
+
+
+@pytest.mark.parametrize(
+    "returns, expected",
+    [
+        ([0, 100, 40, 90, 30], 2),  # 40 and 30 are below 50 after the best of 100
+        ([0, 10, 20, 30, 40], 0),  # monotone
+        ([-50, -10, -200, -5, -300], 0),  # a best that is not positive never counts
+        ([100, 49, 50, 200, 99], 2),  # strictly below half: 49 and 99, not 50
+        ([100], 0),
+    ],
+)
+def test_collapses(returns: list[float], expected: int) -> None:
+    assert collapses(np.array(returns, dtype=float)) == expected
+
+
+def test_steps_to_reach() -> None:
+    curve = make_curve([10, 40, 55, 80, 30])
+    assert steps_to_reach(curve, 50.0, "timesteps") == 3000.0
+    assert steps_to_reach(curve, 50.0, "seconds") == 6.0
+    assert steps_to_reach(curve, 40.0, "timesteps") == 2000.0  # reaching is "at least"
+    assert steps_to_reach(curve, 81.0, "timesteps") is None
+
+
+def test_iqm_matches_trimmed_mean() -> None:
+    values = np.array([1, 2, 3, 4, 100, 5, 6, 7], dtype=float)
+    expected = trim_mean(values, 0.25)
+    assert abs(iqm(values) - expected) < 1e-9
+    estimate = iqm_interval(values, reps=500, seed=0)
+    assert abs(estimate.point - expected) < 1e-9
+    assert estimate.low <= estimate.point <= estimate.high
+    assert estimate == iqm_interval(values, reps=500, seed=0)  # seeded bootstrap: reproducible
+
+
+def test_probability_of_improvement() -> None:
+    better, worse = np.array([10.0, 11.0, 12.0]), np.array([1.0, 2.0, 3.0])
+    assert improvement(better, worse, reps=200, seed=0).point == 1.0
+    assert improvement(worse, better, reps=200, seed=0).point == 0.0
+    assert improvement(better, better, reps=200, seed=0).point == 0.5
+
+
+def test_report_from_result_files(tmp_path: pathlib.Path) -> None:
+    runs = {
+        "s0": dict(seed=0, commit="0123456789abcdef0123456789abcdef01234567+dirty", returns=[0, 100, 40, 90, 30, 80]),
+        "s1": dict(seed=1, returns=[10, 60, 70, 75, 90, 100]),  # an older file: no commit
+    }
+    for name, run in runs.items():
+        payload = dict(
+            env="Hopper-v5",
+            algo="single_path",
+            seed=run["seed"],
+            budget=1_000_000,
+            hyperparams="{}",
+            curve=make_curve(run["returns"]),
+            **({"commit": run["commit"]} if "commit" in run else {}),
+        )
+        (tmp_path / f"Hopper-v5__single_path__{name}__1000000.json").write_text(json.dumps(payload))
+    loaded = load_runs(tmp_path)
+    assert [run["seed"] for run in loaded] == [0, 1]
+
+    markdown = returns_section(loaded, reps=200, seed=0)
+    (row,) = table_rows(markdown, "| env | budget | algorithm | seeds |")
+    assert row["algorithm"] == "TRPOVine single-path"
+    assert row["seeds"] == "2"
+    assert row["IQM final [95% CI]"].startswith("90.0 [")  # IQM of 2 runs: their mean, (80 + 100) / 2
+    assert row["IQM best [95% CI]"].startswith("100.0 [")
+    assert row["final per seed"] == "80 100"
+    assert row["train s"] == "12"
+    assert row["collapses"] == "2"  # both in seed 0, none in seed 1
+    assert row["commits"] == "0123456789+dirty, unrecorded"
+    assert row["RL-Zoo v3 1M"] == "3618"
+
+    (reach,) = table_rows(markdown, "| env | budget | single-path IQM final |")
+    assert reach["reached"] == "2/2"  # seed 0 at its second evaluation (100), seed 1 at its fifth (90)
+    assert reach["median steps"] == "3,500"
+    assert "python -m benchmarks.returns" in markdown and "python -m benchmarks.report" in markdown
