@@ -26,7 +26,7 @@ import pandas as pd
 from benchmarks.common import RESULTS, machine_description, markdown_table, write_section
 
 RUNS = RESULTS / "atari"
-SCHEMES = {"vine": [], "single_path": ["--hyperparams", "rollout_buffer_class:'single_path'"]}
+SCHEMES = {"vine": ["--scheme", "vine"], "single_path": ["--scheme", "single_path"]}
 TRUNK_STEPS = 8 * 256  # n_envs * n_steps of the packaged Atari entry
 
 

@@ -5,9 +5,9 @@ docs/results/returns/ and finished runs are skipped.
 
 Hyperparameters:
 - ``sb3_contrib``: the RL-Zoo TRPO entry (rl_zoo3/hyperparams/trpo.yml; -v5 ids use the -v4 entry);
-- ``single_path``: the same entry with target_kl and cg_damping multiplied by the action dimension d of a Box (the
-  same trust region in the paper's KL, see README) and ``rollout_buffer_class="single_path"``;
-- ``vine``: this package's zoo entry (zoo_hyperparams/trpo_vine.yml).
+- ``single_path``: this package's single-path zoo entry (zoo_hyperparams/single_path.yml: the RL-Zoo entry in the
+  paper's KL, with the trust region chosen and commented per entry there);
+- ``vine``: this package's vine zoo entry (zoo_hyperparams/vine.yml).
 
 Evaluation: every ``--eval-every`` simulator steps (at the end of the first rollout past it), ``--eval-episodes``
 deterministic episodes on a separate env with the training VecNormalize statistics frozen.
@@ -28,8 +28,6 @@ import subprocess
 import time
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
 import yaml
 from sb3_contrib import TRPO
@@ -44,7 +42,8 @@ from sb3_trpo_vine import TRPOVine
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ZOO_TRPO = pathlib.Path(__import__("rl_zoo3").__file__).parent / "hyperparams" / "trpo.yml"
-OURS = ROOT / "zoo_hyperparams" / "trpo_vine.yml"
+# This package's zoo hyperparameters, by algorithm
+OURS = {scheme: ROOT / "zoo_hyperparams" / f"{scheme}.yml" for scheme in ("single_path", "vine")}
 RUNS = RESULTS / "returns"
 SWEEPS = RESULTS / "sweeps"
 ZOO_ONLY_KEYS = ("n_timesteps", "n_envs", "normalize", "policy", "env_wrapper", "frame_stack")
@@ -69,17 +68,11 @@ def algorithm_setup(env_id: str, algo: str) -> tuple[type[BaseAlgorithm], dict[s
     :param algo: ``sb3_contrib``, ``single_path`` or ``vine``
     :return: the algorithm class and its zoo-style entry
     """
-    if algo == "vine":
-        return TRPOVine, zoo_entry(OURS, env_id)
-    entry = zoo_entry(ZOO_TRPO, env_id)
     if algo == "sb3_contrib":
-        return TRPO, entry
-    action_space = gym.make(env_id).action_space
-    if isinstance(action_space, gym.spaces.Box):
-        dims = int(np.prod(action_space.shape))
-        entry["target_kl"] = entry.get("target_kl", 0.01) * dims
-        entry["cg_damping"] = entry.get("cg_damping", 0.1) * dims
-    return TRPOVine, {**entry, "rollout_buffer_class": "single_path"}
+        return TRPO, zoo_entry(ZOO_TRPO, env_id)
+    if algo not in OURS:
+        raise ValueError(f"unknown algorithm {algo!r}: expected sb3_contrib or one of {sorted(OURS)}")
+    return TRPOVine, zoo_entry(OURS[algo], env_id)
 
 
 def make_env(env_id: str, entry: dict[str, Any], seed: int, training: bool) -> VecEnv:

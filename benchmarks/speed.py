@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=8, help="policy iterations per run")
     parser.add_argument("--envs", nargs="+", default=list(TASKS))
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (same for every run)")
+    parser.add_argument("--note", default="", help="conditions of the measurement, printed in the report")
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
 
@@ -154,7 +155,8 @@ def main() -> None:
         f"--torch-threads {args.torch_threads}`; machine: "
         f"{results['machine']}.\n\nSame RL-Zoo hyperparameters and seeds for every run (MuJoCo: 2 envs, VecNormalize, "
         "n_steps 1024, batch 128, 20 critic updates, cg_max_steps 25, cg_damping 0.1, lr 1e-3; CartPole-v1: the zoo "
-        f"entry); vine with its default settings (64 rollout states, 4 actions each, rollout length 100). Each run is "
+        f"entry); vine with its default settings (a quarter of the trunk states, 2 actions each, rollout length 10). "
+        f"{args.note} Each run is "
         f"{args.iterations} whole iterations of `learn()` (collection + update); simulator steps/s, vine counting its "
         f"branch steps. Runs interleaved, median of {args.repeats}.\n\n{table}\n",
     )

@@ -4,11 +4,15 @@ RL-Zoo (rl_zoo3) integration of TRPOVine.
 ``register_rl_zoo()`` adds the algorithm ``trpo_vine`` and its Optuna sampler to rl_zoo3, for your own scripts.
 
 ``python -m sb3_trpo_vine.zoo train|enjoy|record_video [rl_zoo3 flags]`` (console scripts ``trpo-vine-train``,
-``trpo-vine-enjoy``, ``trpo-vine-record-video``) run rl_zoo3's scripts with every flag passed through unchanged,
-and these defaults when a flag is absent:
+``trpo-vine-enjoy``, ``trpo-vine-record-video``) run rl_zoo3's scripts with every flag passed through unchanged
+(except ``train``'s ``--scheme``, below), and these defaults when a flag is absent:
 
 * ``--algo trpo_vine``;
-* ``train``: ``-conf`` = the ``hyperparams/trpo_vine.yml`` shipped in this package (only for ``--algo trpo_vine``);
+* ``train``: ``-conf`` = the hyperparameter file of the sampling scheme shipped in this package (only for
+  ``--algo trpo_vine``), ``hyperparams/single_path.yml`` or ``hyperparams/vine.yml``, chosen by the flag
+  ``--scheme {single_path,vine}`` that this wrapper adds to ``train`` and removes before rl_zoo3 parses the flags
+  (default ``single_path``, TRPOVine's default scheme). ``--scheme`` and an explicit ``-conf`` both select the file,
+  so giving both is an error;
 * ``enjoy`` / ``record_video``: ``-f logs``, the folder ``train`` writes to (the zoo's default, ``rl-trained-agents``,
   holds no TRPOVine agents).
 
@@ -58,6 +62,8 @@ from sb3_trpo_vine.snapshot.core import snapshot_problems
 from sb3_trpo_vine.trpo_vine import DEFAULT_ROLLOUT_BUFFER, ROLLOUT_BUFFER_ALIASES, TRPOVine
 
 ALGO_NAME = "trpo_vine"
+# Sampling schemes with a packaged hyperparameter file hyperparams/<scheme>.yml (--scheme of train)
+SCHEMES = tuple(ROLLOUT_BUFFER_ALIASES)
 DEFAULT_LOG_FOLDER = "logs"
 # Keys of a zoo hyperparameter entry that the ExperimentManager consumes instead of passing them to the algorithm
 ZOO_KEYS = frozenset(
@@ -85,13 +91,17 @@ VINE_BUFFER_KWARGS = tuple(
 INPUT_ERRORS = (ValueError, AssertionError, OSError, ImportError, gym.error.Error, yaml.YAMLError)
 
 
-def hyperparams_file() -> contextlib.AbstractContextManager[pathlib.Path]:
+def hyperparams_file(scheme: str = DEFAULT_ROLLOUT_BUFFER) -> contextlib.AbstractContextManager[pathlib.Path]:
     """
-    The RL-Zoo hyperparameter file shipped in this package (identical to the repository's ``zoo_hyperparams/``).
+    The RL-Zoo hyperparameter file of a sampling scheme shipped in this package (identical to the repository's copy
+    in ``zoo_hyperparams/``).
 
-    :return: a context manager giving the path of the packaged ``hyperparams/trpo_vine.yml``
+    :param scheme: ``single_path`` or ``vine``
+    :return: a context manager giving the path of the packaged ``hyperparams/<scheme>.yml``
     """
-    return importlib.resources.as_file(importlib.resources.files("sb3_trpo_vine") / "hyperparams" / f"{ALGO_NAME}.yml")
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown sampling scheme {scheme!r}: expected one of {list(SCHEMES)}")
+    return importlib.resources.as_file(importlib.resources.files("sb3_trpo_vine") / "hyperparams" / f"{scheme}.yml")
 
 
 def convert_trpo_vine_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
@@ -280,7 +290,7 @@ class VineExperimentManager(ExperimentManager):
                 env.close()
                 raise ValueError(
                     f"vine sampling cannot snapshot {self.env_name.gym_id}: {'; '.join(problems)}. Train it single-path "
-                    "(--hyperparams rollout_buffer_class:\"'single_path'\") or make it snapshottable "
+                    "(--scheme single_path, or --hyperparams rollout_buffer_class:\"'single_path'\") or make it snapshottable "
                     "(sb3_trpo_vine.snapshot.register_snapshot_handler)"
                 )
         return env
@@ -327,13 +337,30 @@ def _record_video() -> None:
 SCRIPTS: dict[str, Callable[[], None]] = {"train": _train, "enjoy": _enjoy, "record_video": _record_video}
 
 
-def _missing_defaults(script: str, args: Sequence[str], conf_file: str) -> list[str]:
+def _split_scheme(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """
+    Take ``--scheme`` out of ``train``'s flags: it is this wrapper's, not rl_zoo3's.
+
+    :param args: the user's flags
+    :return: the scheme (None when not given) and the other flags, in their order
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("--scheme", choices=SCHEMES)
+    try:
+        given, rest = parser.parse_known_args(args)
+    except argparse.ArgumentError as error:
+        raise ValueError(str(error)) from None
+    return given.scheme, rest
+
+
+def _missing_defaults(script: str, args: Sequence[str], conf_file: str, scheme: str | None) -> list[str]:
     """
     The default flags to add to ``args`` (see the module docstring); a flag given explicitly wins.
 
     :param script: ``train``, ``enjoy`` or ``record_video``
-    :param args: the user's flags
-    :param conf_file: path of the default hyperparameter file
+    :param args: the user's flags, without ``--scheme``
+    :param conf_file: path of the default hyperparameter file (the packaged file of the scheme)
+    :param scheme: the ``--scheme`` given to ``train`` (None when not given)
     :return: the flags to add
     """
     parser = argparse.ArgumentParser(add_help=False)
@@ -343,6 +370,13 @@ def _missing_defaults(script: str, args: Sequence[str], conf_file: str) -> list[
     else:
         parser.add_argument("-f", "--folder")
     given, _ = parser.parse_known_args(args)
+    if scheme is not None and given.algo not in (None, ALGO_NAME):
+        raise ValueError(f"--scheme selects a {ALGO_NAME} hyperparameter file: drop it with --algo {given.algo}")
+    if scheme is not None and given.conf_file is not None:
+        raise ValueError(
+            f"--scheme {scheme} and -conf {given.conf_file} both select the hyperparameter file: drop -conf to use the "
+            f"packaged {scheme}.yml, or drop --scheme to use {given.conf_file}"
+        )
     defaults = [] if given.algo else ["--algo", ALGO_NAME]
     if script == "train" and given.conf_file is None and given.algo in (None, ALGO_NAME):
         defaults += ["-conf", conf_file]
@@ -369,17 +403,18 @@ def run_zoo_script(script: str, args: Sequence[str], prog: str) -> None:
     Run an rl_zoo3 script with TRPOVine registered and its defaults (see the module docstring).
 
     :param script: ``train``, ``enjoy`` or ``record_video``
-    :param args: the rl_zoo3 flags
+    :param args: the rl_zoo3 flags, and for ``train`` this wrapper's ``--scheme``
     :param prog: program name shown in usage and error messages
     """
     register_rl_zoo()
-    with hyperparams_file() as default_hyperparams_file:
-        args = [*_missing_defaults(script, args, str(default_hyperparams_file)), *args]
-        with _zoo_script_context(prog, args):
-            try:
+    try:
+        scheme, args = _split_scheme(args) if script == "train" else (None, list(args))
+        with hyperparams_file(scheme or DEFAULT_ROLLOUT_BUFFER) as default_hyperparams_file:
+            args = [*_missing_defaults(script, args, str(default_hyperparams_file), scheme), *args]
+            with _zoo_script_context(prog, args):
                 SCRIPTS[script]()
-            except INPUT_ERRORS as error:
-                raise SystemExit(f"{prog}: error: {error}") from None
+    except INPUT_ERRORS as error:
+        raise SystemExit(f"{prog}: error: {error}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -389,7 +424,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     :param argv: the arguments (default: ``sys.argv[1:]``)
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = f"usage: python -m sb3_trpo_vine.zoo {{{','.join(SCRIPTS)}}} [rl_zoo3 flags; SCRIPT --help lists them]"
+    usage = (
+        f"usage: python -m sb3_trpo_vine.zoo {{{','.join(SCRIPTS)}}} [rl_zoo3 flags; SCRIPT --help lists them]\n"
+        f"       python -m sb3_trpo_vine.zoo train [--scheme {{{','.join(SCHEMES)}}}] [rl_zoo3 flags]  "
+        f"(default scheme: {DEFAULT_ROLLOUT_BUFFER})"
+    )
     if argv[:1] in (["-h"], ["--help"]):
         print(usage)
         return
@@ -399,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def train() -> None:
-    """Console script ``trpo-vine-train``: ``rl_zoo3.train`` with TRPOVine defaults."""
+    """Console script ``trpo-vine-train``: ``rl_zoo3.train`` with TRPOVine defaults and ``--scheme``."""
     run_zoo_script("train", sys.argv[1:], prog="trpo-vine-train")
 
 

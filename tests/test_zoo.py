@@ -1,6 +1,7 @@
 """RL-Zoo integration: registration, the packaged hyperparameters, and the train / enjoy / record_video scripts."""
 
 import argparse
+import json
 import os
 import pathlib
 import subprocess
@@ -32,10 +33,14 @@ from sb3_trpo_vine.zoo import (
 gym.register_envs(ale_py)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-USER_HYPERPARAMS = REPO / "zoo_hyperparams" / "trpo_vine.yml"
-PACKAGED_HYPERPARAMS = REPO / "sb3_trpo_vine" / "hyperparams" / "trpo_vine.yml"
-HYPERPARAMS = yaml.safe_load(USER_HYPERPARAMS.read_text())
-ENV_IDS = [key for key in HYPERPARAMS if key not in ("default", "atari")]
+SCHEMES = ("single_path", "vine")
+# One hyperparameter file per scheme, in two identical copies
+USER_HYPERPARAMS = {scheme: REPO / "zoo_hyperparams" / f"{scheme}.yml" for scheme in SCHEMES}
+PACKAGED_HYPERPARAMS = {scheme: REPO / "sb3_trpo_vine" / "hyperparams" / f"{scheme}.yml" for scheme in SCHEMES}
+HYPERPARAMS = {scheme: yaml.safe_load(path.read_text()) for scheme, path in USER_HYPERPARAMS.items()}
+ENV_IDS = {scheme: [key for key in entries if key not in ("default", "atari")] for scheme, entries in HYPERPARAMS.items()}
+# Recorded benchmark runs that can back a "# Tuned" entry
+RECORDED_RUNS = [REPO / "docs" / "results" / "returns", REPO / "docs" / "results" / "sweeps"]
 # Shrink every entry to a fast run: vine with N=4, H=10 (K stays 4 where it applies)
 SMALL = ["n_steps:64", "batch_size:64", "rollout_buffer_kwargs:dict(n_rollout_states=4,rollout_length=10)"]
 SINGLE_PATH = ["rollout_buffer_class:'single_path'"]
@@ -59,13 +64,23 @@ def check_ok(result: subprocess.CompletedProcess) -> str:
     return result.stdout
 
 
-def test_packaged_hyperparams_identical_to_user_copy():
-    assert PACKAGED_HYPERPARAMS.read_bytes() == USER_HYPERPARAMS.read_bytes()
-    with hyperparams_file() as path:
-        assert path.read_bytes() == USER_HYPERPARAMS.read_bytes()
+def stated_scheme(scheme: str, env_id: str) -> str:
+    """The scheme an entry of ``<scheme>.yml`` states: its file's, but Box2D (LunarLander) cannot be snapshotted."""
+    return "single_path" if env_id == "LunarLander-v3" else scheme
 
 
-def test_hyperparams_cover_the_required_envs():
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_packaged_hyperparams_identical_to_user_copy(scheme):
+    user_copy = USER_HYPERPARAMS[scheme].read_bytes()
+    assert PACKAGED_HYPERPARAMS[scheme].read_bytes() == user_copy
+    with hyperparams_file(scheme) as path:
+        assert path.read_bytes() == user_copy
+    with hyperparams_file() as path:  # TRPOVine's default scheme
+        assert path.name == "single_path.yml"
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_hyperparams_cover_the_required_envs(scheme):
     required = {
         "CartPole-v1",
         "Pendulum-v1",
@@ -75,20 +90,57 @@ def test_hyperparams_cover_the_required_envs():
         *(f"{name}-v5" for name in ("Hopper", "HalfCheetah", "Walker2d", "Swimmer", "Ant", "Humanoid")),
         *(f"{name}-v5" for name in ("InvertedPendulum", "InvertedDoublePendulum", "Reacher")),
     }
-    assert required <= set(ENV_IDS)
-    assert any(rl_zoo3.exp_manager.ExperimentManager.is_atari(env_id) for env_id in ENV_IDS)
-    for env_id in ENV_IDS:
+    env_ids = ENV_IDS[scheme]
+    assert required <= set(env_ids)
+    assert {"default", "atari"} <= set(HYPERPARAMS[scheme])
+    assert any(rl_zoo3.exp_manager.ExperimentManager.is_atari(env_id) for env_id in env_ids)
+    for env_id in env_ids:
         assert env_id in gym.envs.registry, f"{env_id} is not a registered Gymnasium id"
-    # "# Tuned" marks an entry backed by a measured run recorded in docs/benchmarks.md
-    lines = [line.strip() for line in USER_HYPERPARAMS.read_text().splitlines()]
-    benchmarks = (REPO / "docs" / "benchmarks.md").read_text()
-    for index, line in enumerate(lines):
-        if line == "# Tuned":
-            env_id = next(entry for entry in lines[index + 1 :] if not entry.startswith("#")).split(":")[0]
-            assert env_id in benchmarks, f"{env_id} is marked '# Tuned' without a run in docs/benchmarks.md"
+    # Both files cover the same envs
+    assert set(HYPERPARAMS[scheme]) == set(HYPERPARAMS["single_path"])
 
 
-def make_manager(env_id: str, log_folder: pathlib.Path, **kwargs) -> VineExperimentManager:
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_every_entry_states_its_scheme(scheme):
+    for env_id, entry in HYPERPARAMS[scheme].items():
+        assert entry["rollout_buffer_class"] == stated_scheme(scheme, env_id), env_id
+        if entry["rollout_buffer_class"] == "single_path":
+            assert "rollout_buffer_kwargs" not in entry, f"{env_id}: vine settings in a single-path entry"
+
+
+def tuning_marks(path: pathlib.Path) -> dict[str, list[str]]:
+    """The ``# Tuned`` / ``# To be tuned`` comment lines between an entry and the previous one, by entry."""
+    marks: dict[str, list[str]] = {}
+    pending: list[str] = []
+    for line in path.read_text().splitlines():
+        if line in ("# Tuned", "# To be tuned"):
+            pending.append(line)
+        elif line and not line.startswith(("#", " ")):  # a top-level key: an entry
+            marks[line.split(":")[0]] = pending
+            pending = []
+    return marks
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_tuned_entries_are_backed_by_recorded_runs(scheme):
+    # "# Tuned" needs a recorded benchmarks.returns run (or sweep) of that env with that file's scheme
+    recorded = set()
+    for folder in RECORDED_RUNS:
+        for path in folder.glob("*.json"):
+            run = json.loads(path.read_text())
+            recorded.add((run["env"], run["algo"]))
+    marks = tuning_marks(USER_HYPERPARAMS[scheme])
+    assert set(marks) == set(HYPERPARAMS[scheme])
+    for env_id, entry_marks in marks.items():
+        assert len(entry_marks) == 1, f"{env_id} needs one '# Tuned' or '# To be tuned' line, has {entry_marks}"
+        if entry_marks == ["# Tuned"]:
+            assert (env_id, scheme) in recorded, (
+                f"{env_id} is marked '# Tuned' in {scheme}.yml without a {scheme} run of it in docs/results/returns or "
+                "docs/results/sweeps"
+            )
+
+
+def make_manager(env_id: str, log_folder: pathlib.Path, scheme: str, **kwargs) -> VineExperimentManager:
     register_rl_zoo()
     return VineExperimentManager(
         argparse.Namespace(),
@@ -96,30 +148,37 @@ def make_manager(env_id: str, log_folder: pathlib.Path, **kwargs) -> VineExperim
         env_id,
         str(log_folder),
         eval_freq=-1,
-        config=str(PACKAGED_HYPERPARAMS),
+        config=str(PACKAGED_HYPERPARAMS[scheme]),
         verbose=0,
         **kwargs,
     )
 
 
 # default: an env without an entry; atari: an Atari id without an entry
-@pytest.mark.parametrize("env_id", [*ENV_IDS, "MountainCar-v0", "BreakoutNoFrameskip-v4"])
-def test_every_entry_constructs_a_model(env_id, tmp_path):
-    entry = HYPERPARAMS.get(env_id, HYPERPARAMS["atari" if "NoFrameskip" in env_id else "default"])
-    model, saved_hyperparams = make_manager(env_id, tmp_path).setup_experiment()
+@pytest.mark.parametrize(
+    "scheme, env_id",
+    [(scheme, env_id) for scheme in SCHEMES for env_id in [*ENV_IDS[scheme], "MountainCar-v0", "BreakoutNoFrameskip-v4"]],
+)
+def test_every_entry_constructs_a_model(scheme, env_id, tmp_path):
+    hyperparams = HYPERPARAMS[scheme]
+    entry = hyperparams.get(env_id, hyperparams["atari" if "NoFrameskip" in env_id else "default"])
+    model, saved_hyperparams = make_manager(env_id, tmp_path, scheme).setup_experiment()
     try:
         assert isinstance(model, TRPOVine)
         # Each entry states its sampling scheme and runs it
-        assert saved_hyperparams["rollout_buffer_class"] == entry["rollout_buffer_class"]
+        assert saved_hyperparams["rollout_buffer_class"] == stated_scheme(scheme, env_id)
         is_vine = isinstance(model.rollout_buffer, VineObjectiveMixin)
-        assert is_vine == (entry["rollout_buffer_class"] == "vine")
+        assert is_vine == (stated_scheme(scheme, env_id) == "vine")
         if is_vine:
-            buffer, settings = model.rollout_buffer, entry["rollout_buffer_kwargs"]
-            assert buffer.n_rollout_states == settings["n_rollout_states"]
-            assert buffer.rollout_length == settings["rollout_length"]
+            # Without rollout_buffer_kwargs (the default entry) the buffer's defaults: N = trunk / 4, K = 2, H = 10
+            buffer, settings = model.rollout_buffer, entry.get("rollout_buffer_kwargs", {})
+            assert buffer.n_rollout_states == settings.get("n_rollout_states", max(1, model.n_steps * model.n_envs // 4))
+            assert buffer.rollout_length == settings.get("rollout_length", 10)
             if buffer.action_proposal != "all":  # K is only stated where not every action is branched
-                assert buffer.n_actions_per_state == settings["n_actions_per_state"]
+                assert buffer.n_actions_per_state == settings.get("n_actions_per_state", 2)
                 assert buffer.action_proposal == settings.get("action_proposal", "policy")
+        else:
+            assert type(model.rollout_buffer) is SinglePathRolloutBuffer and model.rollout_buffer_kwargs == {}
     finally:
         model.env.close()
 
@@ -170,13 +229,14 @@ def test_rollout_buffer_strings_and_single_path_switch(tmp_path):
     manager = make_manager(
         "CartPole-v1",
         tmp_path,
+        "vine",
         hyperparams={"rollout_buffer_kwargs": "dict(n_rollout_states=8, rollout_length=5)"},
     )
     model, _ = manager.setup_experiment()
     assert model.rollout_buffer.n_rollout_states == 8 and model.rollout_buffer.rollout_length == 5
     model.env.close()
     manager = make_manager(
-        "CartPole-v1", tmp_path, hyperparams={"rollout_buffer_class": "sb3_trpo_vine.buffers.SinglePathRolloutBuffer"}
+        "CartPole-v1", tmp_path, "vine", hyperparams={"rollout_buffer_class": "sb3_trpo_vine.buffers.SinglePathRolloutBuffer"}
     )
     model, _ = manager.setup_experiment()
     assert type(model.rollout_buffer) is SinglePathRolloutBuffer
@@ -196,34 +256,48 @@ def train_and_enjoy(tmp_path: pathlib.Path, env_id: str, train_flags: list[str],
     return tmp_path / "logs" / "trpo_vine" / f"{env_id}_1" / f"{env_id}.zip"
 
 
+def conf_file_of(model_path: pathlib.Path) -> str:
+    """The file name of the ``-conf`` that rl_zoo3 recorded for the run of ``model_path``."""
+    saved_args = yaml.load((model_path.parent / model_path.stem / "args.yml").read_text(), Loader=yaml.UnsafeLoader)
+    return pathlib.Path(saved_args["conf_file"]).name
+
+
 def test_train_and_enjoy_pendulum_vine_subproc(tmp_path):
-    # With --vec-env subproc, SnapshotWrapper is added on top of each env so vine can reach the workers' simulators
-    train_flags = ["-n", "1500", "--eval-freq", "-1", "--vec-env", "subproc", "--hyperparams", *SMALL]
-    model = TRPOVine.load(train_and_enjoy(tmp_path, "Pendulum-v1", train_flags, [[]]))
+    # --scheme vine reads vine.yml (and is not passed on to rl_zoo3). With --vec-env subproc, SnapshotWrapper is added
+    # on top of each env so vine can reach the workers' simulators
+    train_flags = ["-n", "1500", "--scheme", "vine", "--eval-freq", "-1", "--vec-env", "subproc", "--hyperparams", *SMALL]
+    model_path = train_and_enjoy(tmp_path, "Pendulum-v1", train_flags, [[]])
+    assert conf_file_of(model_path) == "vine.yml"
+    model = TRPOVine.load(model_path)
     assert model.rollout_buffer_class is VineRolloutBuffer
     action, _ = model.predict(np.zeros(3, dtype=np.float32), deterministic=True)
     assert action.shape == (1,)
 
 
-def test_train_and_enjoy_pendulum_single_path(tmp_path):
-    train_flags = ["-n", "1500", *EVALUATE, "--hyperparams", *SMALL, *SINGLE_PATH]
+def test_train_and_enjoy_pendulum_vine_entry_switched_to_single_path(tmp_path):
+    # rollout_buffer_class:'single_path' on a vine entry drops its vine settings
+    train_flags = ["-n", "1500", *EVALUATE, "--scheme=vine", "--hyperparams", *SMALL, *SINGLE_PATH]
     model = TRPOVine.load(train_and_enjoy(tmp_path, "Pendulum-v1", train_flags, [["--load-best"]]))
     assert model.rollout_buffer_class is SinglePathRolloutBuffer and model.rollout_buffer_kwargs == {}
     assert model.predict(np.zeros(3, dtype=np.float32))[0].shape == (1,)
 
 
 def test_train_and_enjoy_cartpole_twice(tmp_path):
-    """Two runs in one folder get the experiment ids 1 and 2; the zip loads and predicts; record_video works."""
+    """
+    Without --scheme, single_path.yml: two runs in one folder get the experiment ids 1 and 2; the zip loads and
+    predicts; record_video works.
+    """
     logs = tmp_path / "logs"
     model_path = train_and_enjoy(
         tmp_path, "CartPole-v1", ["-n", "1000", *EVALUATE, "--hyperparams", *SMALL], [[], ["--load-best"]]
     )
+    assert conf_file_of(model_path) == "single_path.yml"
     first_run = model_path.read_bytes()
     main(["train", "--env", "CartPole-v1", "-n", "500", "-f", str(logs), "--eval-freq", "-1", "--hyperparams", *SMALL])
     assert sorted(path.name for path in (logs / "trpo_vine").iterdir()) == ["CartPole-v1_1", "CartPole-v1_2"]
     assert model_path.read_bytes() == first_run
     model = TRPOVine.load(model_path)
-    assert isinstance(model.rollout_buffer, VineRolloutBuffer)
+    assert model.rollout_buffer_class is SinglePathRolloutBuffer and model.rollout_buffer_kwargs == {}
     assert model.predict(np.zeros(4, dtype=np.float32))[0] in (0, 1)
     main(["record_video", "--env", "CartPole-v1", "-f", str(logs), "--exp-id", "2", "-n", "20"])
     assert list((logs / "trpo_vine" / "CartPole-v1_2" / "videos").glob("*.mp4"))
@@ -231,7 +305,8 @@ def test_train_and_enjoy_cartpole_twice(tmp_path):
 
 def test_atari_entry_trains(tmp_path):
     # The Atari stack (Python sticky actions, env-level frame stacking) with CnnPolicy, over two vine iterations
-    flags = ["--env", "PongNoFrameskip-v4", "-n", "300", "-f", "logs", "--eval-freq", "-1", *ZOO_FLAGS, "--hyperparams"]
+    flags = ["--env", "PongNoFrameskip-v4", "--scheme", "vine", "-n", "300", "-f", "logs", "--eval-freq", "-1", *ZOO_FLAGS]
+    flags += ["--hyperparams"]
     flags += ["n_envs:2", "n_steps:32", "batch_size:64"]
     flags += ["rollout_buffer_kwargs:dict(n_rollout_states=4,rollout_length=8,action_proposal='uniform')"]
     output = check_ok(run_zoo("train", *flags, cwd=tmp_path))
@@ -300,6 +375,23 @@ def test_malformed_hyperparameters(tmp_path, yaml_text, fragments):
     for fragment in fragments:
         assert fragment in message
     assert not (tmp_path / "logs").exists()  # rejected before any experiment folder is made
+
+
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--scheme", "vine", "-conf", "my.yml"], ["--scheme vine and -conf my.yml", "drop -conf", "drop --scheme"]),
+        (["--conf-file", "my.yml", "--scheme", "single_path"], ["drop -conf to use the packaged single_path.yml"]),
+        (["--scheme", "vine", "--algo", "ppo"], ["--scheme selects a trpo_vine hyperparameter file"]),
+        (["--scheme", "tree"], ["argument --scheme: invalid choice: 'tree'"]),
+    ],
+)
+def test_scheme_conflicts(tmp_path, flags, fragments):
+    # --scheme and -conf both select the hyperparameter file: one line names the fix, before any experiment folder
+    message = zoo_error("train", "--env", "CartPole-v1", "-f", str(tmp_path / "logs"), *flags)
+    for fragment in fragments:
+        assert fragment in message
+    assert not (tmp_path / "logs").exists()
 
 
 def test_vine_on_env_without_snapshots(tmp_path):
