@@ -88,7 +88,7 @@ def test_hyperparams_cover_the_required_envs(scheme):
         "MountainCarContinuous-v0",
         "LunarLander-v3",
         *(f"{name}-v5" for name in ("Hopper", "HalfCheetah", "Walker2d", "Swimmer", "Ant", "Humanoid")),
-        *(f"{name}-v5" for name in ("InvertedPendulum", "InvertedDoublePendulum", "Reacher")),
+        *(f"{name}-v5" for name in ("InvertedPendulum", "InvertedDoublePendulum", "Reacher", "Pusher")),
     }
     env_ids = ENV_IDS[scheme]
     assert required <= set(env_ids)
