@@ -6,6 +6,7 @@ EXTRAS ?= zoo tests benchmarks ray docs
 bench:
 	python -m benchmarks.speed --repeats 3 --iterations 8
 	python -m benchmarks.vine_throughput --iterations 3
+	python -m benchmarks.finite_checks
 	python -m benchmarks.returns --envs CartPole-v1 --seeds 0 1 2 --budget 200000 --eval-every 20000
 	python -m benchmarks.returns --envs Hopper-v5 --seeds 0 1 2 3 4 5 --budget 300000 --eval-every 30000
 	python -m benchmarks.returns --envs Walker2d-v5 HalfCheetah-v5 Swimmer-v5 --seeds 0 1 2 --budget 300000 --eval-every 30000
