@@ -59,7 +59,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from sb3_trpo_vine.buffers import VineObjectiveMixin
 from sb3_trpo_vine.snapshot import SnapshotWrapper
 from sb3_trpo_vine.snapshot.core import snapshot_problems
-from sb3_trpo_vine.trpo_vine import DEFAULT_ROLLOUT_BUFFER, ROLLOUT_BUFFER_ALIASES, TRPOVine
+from sb3_trpo_vine.trpo_vine import DEFAULT_ROLLOUT_BUFFER, ROLLOUT_BUFFER_ALIASES, VINE_SETTINGS, TRPOVine
 
 ALGO_NAME = "trpo_vine"
 # Sampling schemes with a packaged hyperparameter file hyperparams/<scheme>.yml (--scheme of train)
@@ -82,11 +82,6 @@ ZOO_KEYS = frozenset(
 )
 # Algorithm arguments that the ExperimentManager sets itself
 MANAGER_ARGUMENTS = frozenset({"env", "seed", "verbose", "device", "tensorboard_log", "_init_setup_model"})
-VINE_BUFFER_KWARGS = tuple(
-    name
-    for name, parameter in inspect.signature(VineObjectiveMixin.__init__).parameters.items()
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-)
 # Exceptions that mean bad input to the zoo scripts: reported in one short message, without a traceback
 INPUT_ERRORS = (ValueError, AssertionError, OSError, ImportError, gym.error.Error, yaml.YAMLError)
 
@@ -111,7 +106,7 @@ def convert_trpo_vine_params(sampled_params: dict[str, Any]) -> dict[str, Any]:
     :param sampled_params: the sampled values
     :return: TRPOVine keyword arguments
     """
-    vine_settings = {key: sampled_params[key] for key in VINE_BUFFER_KWARGS if key in sampled_params}
+    vine_settings = {key: sampled_params[key] for key in VINE_SETTINGS if key in sampled_params}
     hyperparams = convert_onpolicy_params({key: value for key, value in sampled_params.items() if key not in vine_settings})
     # TRPOVine refuses a critic minibatch larger than the rollout; n_steps alone is a lower bound of the rollout
     hyperparams["batch_size"] = min(hyperparams["batch_size"], hyperparams["n_steps"])
@@ -313,10 +308,10 @@ class VineExperimentManager(ExperimentManager):
         if not isinstance(buffer_kwargs, dict):
             raise ValueError(f"rollout_buffer_kwargs must be a mapping such as dict(rollout_length=50), got {buffer_kwargs!r}")
         if not uses_vine(hyperparams.get("rollout_buffer_class")):
-            vine_settings = [key for key in buffer_kwargs if key in VINE_BUFFER_KWARGS]
+            vine_settings = [key for key in buffer_kwargs if key in VINE_SETTINGS]
             if vine_settings and self.verbose > 0:
                 print(f"Single-path sampling: ignoring the vine settings {vine_settings} of rollout_buffer_kwargs")
-            buffer_kwargs = {key: value for key, value in buffer_kwargs.items() if key not in VINE_BUFFER_KWARGS}
+            buffer_kwargs = {key: value for key, value in buffer_kwargs.items() if key not in VINE_SETTINGS}
         hyperparams["rollout_buffer_kwargs"] = buffer_kwargs
         return hyperparams
 
