@@ -22,6 +22,7 @@ docs/results/sweeps/:
 """
 
 import argparse
+import contextlib
 import json
 import pathlib
 import subprocess
@@ -38,6 +39,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
 from benchmarks.common import RESULTS
+from benchmarks.update_variants import VARIANTS
 from sb3_trpo_vine import TRPOVine
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -126,31 +128,6 @@ def code_version() -> str:
         [*git, "status", "--porcelain", "--", "sb3_trpo_vine", "benchmarks", "zoo_hyperparams"], capture_output=True, text=True
     ).stdout.strip()
     return commit + ("+dirty" if dirty else "")
-
-
-def reverse_kl_line_search() -> None:
-    """Update ablation: the line search checks KL(pi_new || pi_old) (sb3-contrib's direction) instead of the paper's."""
-    from sb3_trpo_vine import distributions, trpo_vine
-
-    trpo_vine.kl_divergence = lambda distribution, old, new: distributions.kl_divergence(distribution, new, old)
-
-
-def noisy_cg_start() -> None:
-    """Update ablation: conjugate gradient starts from 1e-4 * N(0, I) drawn from torch's RNG (sb3-contrib's start)."""
-    from sb3_trpo_vine import trust_region
-
-    solve = trust_region.conjugate_gradient
-
-    def conjugate_gradient(matrix_vector_product: Any, b: torch.Tensor, max_steps: int, residual_tol: float = 1e-10) -> Any:
-        start = 1e-4 * torch.randn_like(b)  # solve A y = b - A x0, then x = x0 + y
-        solution, residual = solve(matrix_vector_product, b - matrix_vector_product(start), max_steps, residual_tol)
-        return start + solution, residual
-
-    trust_region.conjugate_gradient = conjugate_gradient
-
-
-# Update ablations (``--variant``), applied to this process before training; their runs need a --tag
-VARIANTS = {"reverse-kl": reverse_kl_line_search, "cg-noise-start": noisy_cg_start}
 
 
 def parse_overrides(assignments: list[str]) -> dict[str, Any]:
@@ -258,10 +235,16 @@ def main() -> None:
     parser.add_argument("--tag", default=None, help="name of the sweep setting (required with --set or --variant)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default=None, help="update ablation (TRPOVine only)")
     args = parser.parse_args()
-    if args.variant is not None:
-        if args.tag is None:
-            parser.error("--variant needs a --tag (its runs are not the benchmark's settings)")
-        VARIANTS[args.variant]()
+    if args.variant is not None and args.tag is None:
+        parser.error("--variant needs a --tag (its runs are not the benchmark's settings)")
+    with contextlib.ExitStack() as variant:
+        if args.variant is not None:
+            variant.enter_context(VARIANTS[args.variant]())
+        run_all(args)
+
+
+def run_all(args: argparse.Namespace) -> None:
+    """:param args: the parsed command line"""
     overrides = parse_overrides(args.set)
     torch.set_num_threads(args.torch_threads)
     for env_id in args.envs:
