@@ -9,9 +9,9 @@ with TRPOVine's step, so every comparison is paired. Per variant it reports how 
 (accepted or not, or after another number of shrinks), and the ratio of the surrogate improvements. Learning curves
 of the variants (whole runs) are in docs/results/sweeps/ under the tags ``paired-baseline``, ``reverse-kl`` and
 ``cg-noise-start``. Writes docs/results/update_ablation.json and the "update-ablation" section of
-docs/benchmarks.md.
+docs/benchmarks.md (with ``--set``, a file and a section of their own, named after the settings).
 
-    python -m benchmarks.update_ablation [--envs Hopper-v5 Walker2d-v5] [--steps 300000] [--seed 0]
+    python -m benchmarks.update_ablation [--envs Hopper-v5 Walker2d-v5] [--steps 300000] [--seed 0] [--set target_kl=0.24]
 """
 
 import argparse
@@ -22,7 +22,7 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from benchmarks.common import machine_description, markdown_table, save_json, write_section
-from benchmarks.returns import ZOO_ONLY_KEYS, algorithm_setup, code_version, make_env
+from benchmarks.returns import ZOO_ONLY_KEYS, algorithm_setup, apply_overrides, code_version, make_env, parse_overrides
 from benchmarks.update_variants import VARIANTS
 from sb3_trpo_vine import TRPOVine
 from sb3_trpo_vine.surrogates import SurrogateObjective
@@ -97,11 +97,12 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["Hopper-v5", "Walker2d-v5"])
     parser.add_argument("--steps", type=int, default=300_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="hyperparameters replacing the entry's")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows, results = [], {}
     for env_id in args.envs:
-        _, entry = algorithm_setup(env_id, "single_path")
+        entry = apply_overrides(algorithm_setup(env_id, "single_path")[1], parse_overrides(args.set))
         hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
         env = make_env(env_id, entry, args.seed, training=True)
         model = PairedUpdates(entry["policy"], env, seed=args.seed, **hyperparams)
@@ -120,11 +121,14 @@ def main() -> None:
     ]
     table = markdown_table(header, rows)
     print(table)
-    save_json("update_ablation", dict(machine=machine_description(), commit=code_version(), results=results))
+    suffix = "".join(f"__{assignment}" for assignment in args.set)  # one result file and section per setting
+    save_json(f"update_ablation{suffix}", dict(machine=machine_description(), commit=code_version(), results=results))
     write_section(
-        "update-ablation",
+        f"update-ablation{suffix}",
         "## Paired update ablation: line-search KL direction and CG start\n\n"
-        f"`python -m benchmarks.update_ablation --envs {' '.join(args.envs)} --steps {args.steps} --seed {args.seed}`; "
+        f"`python -m benchmarks.update_ablation --envs {' '.join(args.envs)} --steps {args.steps} --seed {args.seed}"
+        + (f" --set {' '.join(args.set)}" if args.set else "")
+        + "`; "
         f"machine: {machine_description()}. Single path with the zoo entry; at every update each variant's step is "
         "computed from the same parameters and batch as TRPOVine's, and training continues with TRPOVine's. Distance = "
         "||d_variant - d_ours|| / ||d_ours|| of the parameter changes; improvement ratio = the variant's surrogate "
