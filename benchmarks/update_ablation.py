@@ -51,8 +51,8 @@ class PairedUpdates(TRPOVine):
         with torch.no_grad():
             ours = parameters_to_vector(params) - start
         record: dict[str, Any] = dict(accepted=info.accepted, shrinks=info.line_search_steps, kl=info.kl)
+        norm = float(ours.norm())
         for name, (step, variant_info) in variant_steps.items():
-            norm = float(ours.norm())
             record[name] = dict(
                 relative_distance=float((step - ours).norm()) / norm if norm > 0 else float(step.norm() > 0),
                 same_line_search=(variant_info.accepted, variant_info.line_search_steps)
