@@ -158,6 +158,11 @@ class VineObjectiveMixin:
         one state (K even), each pair followed by the same policy noise (with ``common_random_numbers``)
     :param trunk_advantages: optimise the trunk's single-path surrogate (GAE advantages) and the rollout set's vine
         surrogate together (``TrunkAndVineSurrogate``, equal weights); implies ``trust_region_states="trunk"``
+    :param trunk_branch: let the trunk itself be the first of the K branches of each rollout state: its action is the
+        trunk's and its Q is read from the trunk's next H rewards and V, so only K - 1 branches per state are simulated;
+        with ``common_random_numbers`` the others replay the trunk's policy noise after their branched action. A state
+        whose next H trunk steps are cut by the rollout's end or a time limit is branched K times as usual. Needs
+        ``action_proposal`` 'policy' (q = pi) and explicit policy noise (no gSDE)
     """
 
     buffer_size: int
@@ -177,6 +182,7 @@ class VineObjectiveMixin:
         trust_region_states: str = "rollout",
         antithetic: bool = False,
         trunk_advantages: bool = False,
+        trunk_branch: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -209,10 +215,16 @@ class VineObjectiveMixin:
             raise ValueError(
                 f"antithetic=True branches actions in pairs: n_actions_per_state must be even, got {n_actions_per_state}"
             )
+        if trunk_branch and self.action_proposal != "policy":
+            raise ValueError(
+                "trunk_branch=True reuses the trunk's own action, drawn from pi, as a branch: it needs action_proposal "
+                f"'policy' (q = pi), got {self.action_proposal!r}; set action_proposal='policy' or trunk_branch=False"
+            )
         self.common_random_numbers = common_random_numbers
         self.branch_value_targets = branch_value_targets
         self.antithetic = antithetic
         self.trunk_advantages = trunk_advantages
+        self.trunk_branch = trunk_branch
         self.trust_region_states = "trunk" if trunk_advantages else trust_region_states
 
     def reset(self) -> None:

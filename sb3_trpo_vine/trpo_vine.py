@@ -377,6 +377,8 @@ class TRPOVine(OnPolicyAlgorithm):
             clipped_actions = self._env_actions(actions)
             new_obs, rewards, dones, infos = env.step(clipped_actions)
             self.num_timesteps += env.num_envs
+            if vine is not None:
+                vine.record_transition(n_steps, rewards, new_obs, dones, infos)  # type: ignore[arg-type]
 
             callback.update_locals(locals())
             if not callback.on_step():
@@ -410,7 +412,7 @@ class TRPOVine(OnPolicyAlgorithm):
             ),
         )
         if vine is not None:
-            self._branch(vine, rollout_buffer, n_rollout_steps * env.num_envs)
+            self._branch(vine, rollout_buffer, trunk_noise)
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
@@ -445,12 +447,18 @@ class TRPOVine(OnPolicyAlgorithm):
             lambda index: f"env {index[1]} after the last trunk step (num_timesteps={self.num_timesteps})",
         )
 
-    def _branch(self, vine: VineCollector, rollout_buffer: RolloutBuffer, trunk_steps: int) -> None:
-        """Run the vine branches after the trunk; branch simulator steps count towards ``num_timesteps``."""
+    def _branch(self, vine: VineCollector, rollout_buffer: RolloutBuffer, trunk_noise: np.ndarray) -> None:
+        """
+        Run the vine branches after the trunk; branch simulator steps count towards ``num_timesteps``.
+
+        :param vine: the collector that snapshotted the trunk
+        :param rollout_buffer: the filled trunk
+        :param trunk_noise: ``(n_steps, n_envs, noise_dim)`` the trunk's policy noise
+        """
         with threadpool_limits(limits=1, user_api="blas"):  # batched branch forwards: see train()
-            statistics = vine.branch(rollout_buffer)  # type: ignore[arg-type]
+            statistics = vine.branch(rollout_buffer, trunk_noise)  # type: ignore[arg-type]
         self.num_timesteps += statistics["branch_steps"]
-        self.logger.record("vine/trunk_steps", trunk_steps)
+        self.logger.record("vine/trunk_steps", trunk_noise.shape[0] * trunk_noise.shape[1])
         for key, value in statistics.items():
             self.logger.record(f"vine/{key}", value)
 

@@ -14,6 +14,10 @@ Per iteration, around the ordinary trunk rollouts collected by ``TRPOVine.collec
 With common random numbers the K branches of one state share the policy-noise stream of every step after the
 branched action, and start from the same simulator state (its RNG included), so Q differences come from the
 actions alone.
+
+With ``trunk_branch`` the trunk is the first branch of each state: its Q comes from the trunk's own next H steps,
+with rewards and V(s_H) put through the same frozen VecNormalize statistics as the simulated branches, which replay
+the trunk's policy noise after their branched action.
 """
 
 import time
@@ -101,6 +105,45 @@ def vec_transforms(venv: VecEnv) -> tuple[ObservationTransform, Callable[[np.nda
     return transform_observations, transform_rewards
 
 
+def trunk_transition_source(venv: VecEnv) -> tuple[VecNormalize | None, ObservationTransform]:
+    """
+    Where the trunk branch reads the trunk's rewards and next observations before any normalisation.
+
+    :param venv: the training VecEnv
+    :return: the outermost ``VecNormalize`` (its ``get_original_reward``/``get_original_obs``), or None when there is
+        none (the step outputs are then exactly what the branches see), and the observation transforms of the wrappers
+        above it (image transposition)
+    """
+    above: list[ObservationTransform] = []
+    while isinstance(venv, VecEnvWrapper):
+        if isinstance(venv, VecNormalize):
+            if isinstance(venv.venv, VecEnvWrapper) and _has_wrapper(venv.venv, (VecNormalize, VecTransposeImage)):
+                raise ValueError(
+                    "trunk_branch=True reads raw trunk data from the outermost VecNormalize, but another VecNormalize or "
+                    "a VecTransposeImage lies inside it; wrap VecNormalize directly around the base VecEnv or set "
+                    "trunk_branch=False"
+                )
+            break
+        if isinstance(venv, VecTransposeImage):
+            above.append(venv.transpose_observations)
+        venv = venv.venv
+
+    def transform_above(observations: Observation) -> Observation:
+        for step in reversed(above):  # innermost first
+            observations = step(observations)
+        return observations
+
+    return (venv if isinstance(venv, VecNormalize) else None), transform_above
+
+
+def _has_wrapper(venv: VecEnv, wrapper_types: tuple[type, ...]) -> bool:
+    while isinstance(venv, VecEnvWrapper):
+        if isinstance(venv, wrapper_types):
+            return True
+        venv = venv.venv
+    return False
+
+
 def stack_observations(observations: list[Any]) -> Observation:
     """
     :param observations: single-env observations (arrays or dicts of arrays)
@@ -109,6 +152,27 @@ def stack_observations(observations: list[Any]) -> Observation:
     if isinstance(observations[0], dict):
         return {key: np.stack([observation[key] for observation in observations]) for key in observations[0]}
     return np.stack(observations)
+
+
+def select_observation(observations: Observation, index: int) -> Any:
+    """
+    :param observations: a batch (array or dict of arrays)
+    :param index: a row
+    :return: a copy of that row
+    """
+    if isinstance(observations, dict):
+        return {key: value[index].copy() for key, value in observations.items()}
+    return observations[index].copy()
+
+
+def copy_observations(observations: Observation) -> Observation:
+    """
+    :param observations: a batch (array or dict of arrays)
+    :return: a copy
+    """
+    if isinstance(observations, dict):
+        return {key: value.copy() for key, value in observations.items()}
+    return observations.copy()
 
 
 def repeat_observations(observations: Observation, repeats: int) -> Observation:
@@ -246,6 +310,18 @@ class VineCollector:
         self.snapshots: list[EnvSnapshot] = []
         self.observations: list[Any] = []
         self.snapshot_seconds = 0.0
+        self.trunk_branch = buffer.trunk_branch
+        if self.trunk_branch:
+            if self.policy.use_sde:
+                raise ValueError(
+                    "trunk_branch=True replays the trunk's explicit policy noise in the branches, but gSDE draws its own; "
+                    "set use_sde=False or trunk_branch=False"
+                )
+            self.trunk_source, self.transform_above_source = trunk_transition_source(self.env)
+            self.trunk_rewards = np.zeros((n_steps, self.env.num_envs), dtype=np.float32)
+            self.trunk_dones = np.zeros((n_steps, self.env.num_envs), dtype=bool)
+            self.trunk_truncated = np.zeros((n_steps, self.env.num_envs), dtype=bool)
+            self.trunk_next_observations: list[Observation] = []
 
     def record(self, step: int, observations: Observation) -> None:
         """
@@ -261,32 +337,108 @@ class VineCollector:
         self.snapshots += vec_take_snapshots(self.env, indices.tolist())
         self.snapshot_seconds += time.perf_counter() - start
         for index in indices:
-            if isinstance(observations, dict):
-                self.observations.append({key: value[index].copy() for key, value in observations.items()})
-            else:
-                self.observations.append(observations[index].copy())
+            self.observations.append(select_observation(observations, index))
+
+    def record_transition(
+        self, step: int, rewards: np.ndarray, next_observations: Observation, dones: np.ndarray, infos: list[dict]
+    ) -> None:
+        """
+        Keep what the trunk branch needs from one trunk step (only with ``trunk_branch``).
+
+        :param step: trunk step index
+        :param rewards: the step's rewards as the VecEnv returned them (before the time-limit bootstrap)
+        :param next_observations: the observations after the step (after an auto-reset where an episode ended)
+        :param dones: episode ends
+        :param infos: the step's infos (``TimeLimit.truncated`` marks a time-limit cut)
+        """
+        if not self.trunk_branch:
+            return
+        if self.trunk_source is None:
+            self.trunk_rewards[step] = rewards
+            self.trunk_next_observations.append(copy_observations(next_observations))
+        else:  # the raw data: normalised with the statistics frozen at branch time, like the simulated branches
+            self.trunk_rewards[step] = self.trunk_source.get_original_reward()
+            self.trunk_next_observations.append(self.trunk_source.get_original_obs())
+        self.trunk_dones[step] = dones
+        self.trunk_truncated[step] = [
+            done and info.get("TimeLimit.truncated", False) for done, info in zip(dones, infos, strict=True)
+        ]
+
+    def _trunk_branch_q(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Q(s_n, a_n) of the trunk's own action at each rollout state, from its next H trunk steps (Eq. 4's return).
+
+        :param horizon: H
+        :return: which rollout states have a usable trunk continuation (not cut by the rollout's end or a time limit
+            within H steps), and ``(N,)`` Q values (0 where unusable)
+        """
+        n_steps = len(self.trunk_rewards)
+        positions = np.argwhere(self.rollout_mask)  # (step, env) of each rollout state, in snapshot order
+        if self.trunk_source is None:
+            rewards = self.trunk_rewards
+        else:
+            rewards = self.transform_rewards(self.trunk_rewards)
+        usable = np.zeros(len(positions), dtype=bool)
+        q_values = np.zeros(len(positions))
+        bootstrap_states: list[int] = []
+        bootstrap_observations: list[Any] = []
+        discounts = self.gamma ** np.arange(horizon)
+        for state, (step, env) in enumerate(positions):
+            if step + horizon > n_steps:
+                continue
+            ends = np.flatnonzero(self.trunk_dones[step : step + horizon, env])
+            if len(ends) and self.trunk_truncated[step + ends[0], env]:
+                continue
+            length = ends[0] + 1 if len(ends) else horizon
+            usable[state] = True
+            q_values[state] = discounts[:length] @ rewards[step : step + length, env]
+            if not len(ends):
+                bootstrap_states.append(state)
+                bootstrap_observations.append(select_observation(self.trunk_next_observations[step + horizon - 1], env))
+        if bootstrap_states:
+            final = stack_observations(bootstrap_observations)
+            if self.trunk_source is not None:
+                final = self.transform_above_source(self.trunk_source.normalize_obs(final))
+            q_values[bootstrap_states] += self.gamma**horizon * self.sampler.predict_values(final)
+        return usable, q_values
 
     def _repeated_distribution(self, observations: Observation, n_per_state: int) -> Distribution:
         """The policy's distribution at every rollout state, each repeated for its K branches (rows n*K ... n*K+K-1)."""
         return self.policy.get_distribution(self.policy.obs_to_tensor(repeat_observations(observations, n_per_state))[0])
 
-    def _propose(self, buffer: VineObjectiveMixin, observations: Observation) -> tuple[np.ndarray, np.ndarray]:
-        """K actions per rollout state from q, with log q (the rows of a state are consecutive)."""
+    def _propose(
+        self,
+        buffer: VineObjectiveMixin,
+        observations: Observation,
+        trunk_first_noise: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """
+        K actions per rollout state from q, with log q (the rows of a state are consecutive).
+
+        :param trunk_first_noise: with ``trunk_branch``, the rollout states whose first branch is the trunk's own
+            action and the trunk's noise of that action (branch 0 replays it, its antithetic partner mirrors it)
+        """
         n_states, n_per_state = buffer.n_rollout_states, buffer.n_actions_per_state
+        n_branches = n_states * n_per_state
         action_space = self.policy.action_space
         if buffer.action_proposal == "all":
             actions = np.tile(np.arange(n_per_state) + action_space.start, n_states)  # type: ignore[attr-defined]
             return actions, np.zeros(len(actions))
         if buffer.action_proposal == "uniform":
-            return uniform_actions(self.rng, action_space, n_states * n_per_state)
+            return uniform_actions(self.rng, action_space, n_branches)
         if buffer.antithetic:  # eps_1, -eps_1, eps_2, -eps_2, ... per state: pairs symmetric about the mean
-            half = policy_noise(self.rng, action_space, n_states * n_per_state // 2)
-            pairs = np.stack([half, -half], axis=1).reshape(n_states * n_per_state, -1)
-            noise = th.as_tensor(pairs, device=self.policy.device)
+            half = policy_noise(self.rng, action_space, n_branches // 2)
+            noise = np.stack([half, -half], axis=1).reshape(n_branches, -1)
         else:
-            noise = th.as_tensor(policy_noise(self.rng, action_space, n_states * n_per_state), device=self.policy.device)
+            noise = policy_noise(self.rng, action_space, n_branches)
+        if trunk_first_noise is not None:
+            states, first_noise = trunk_first_noise
+            noise[states * n_per_state] = first_noise
+            if buffer.antithetic:
+                noise[states * n_per_state + 1] = -first_noise
         with th.no_grad():
-            actions, log_proposal = torch_sample(self._repeated_distribution(observations, n_per_state), noise)
+            distribution = self._repeated_distribution(observations, n_per_state)
+            actions, log_proposal = torch_sample(distribution, th.as_tensor(noise, device=self.policy.device))
         return actions.cpu().numpy(), log_proposal.cpu().numpy()
 
     def _state_values(
@@ -336,49 +488,66 @@ class VineCollector:
 
         check_finite([(what, values)], locate)
 
-    def branch(self, buffer: VineObjectiveMixin) -> dict[str, float]:
+    def branch(self, buffer: VineObjectiveMixin, trunk_noise: np.ndarray | None = None) -> dict[str, float]:
         """
         Estimate Q for every (rollout state, branched action) pair and store the rollout set in ``buffer``.
 
         :param buffer: the vine buffer (its trunk is already filled)
+        :param trunk_noise: ``(n_steps, n_envs, noise_dim)`` the trunk's policy noise (needed by ``trunk_branch``)
         :return: statistics to log, including ``branch_steps`` (simulator steps spent on branches)
         """
         n_states, n_per_state, horizon = buffer.n_rollout_states, buffer.n_actions_per_state, buffer.rollout_length
         n_branches = n_states * n_per_state
         self.n_per_state = n_per_state
         rollout_observations = stack_observations(self.observations)
-        actions, log_proposal = self._propose(buffer, rollout_observations)
+        positions = np.argwhere(self.rollout_mask)  # (trunk step, env) of each rollout state, in snapshot order
+        # branch 0 of a state with a usable trunk continuation is the trunk itself: not simulated
+        from_trunk = np.zeros(n_branches, dtype=bool)
+        trunk_first_noise = None
+        if buffer.trunk_branch:
+            assert trunk_noise is not None, "trunk_branch needs the trunk's policy noise"
+            usable, trunk_q_values = self._trunk_branch_q(horizon)
+            trunk_states = np.flatnonzero(usable)
+            from_trunk[trunk_states * n_per_state] = True
+            trunk_steps, trunk_envs = positions[trunk_states].T
+            trunk_first_noise = (trunk_states, trunk_noise[trunk_steps, trunk_envs])
+        actions, log_proposal = self._propose(buffer, rollout_observations, trunk_first_noise)
         sde_matrices = self._sde_exploration_matrices(n_states, n_per_state, buffer.common_random_numbers)
 
+        simulated = np.flatnonzero(~from_trunk)
+        pool_slot = np.cumsum(~from_trunk) - 1  # branch index -> branch env of the pool (for simulated branches)
         if self.branch_pool is None:
             self.branch_pool = make_branch_pool(self.env)
-        self.branch_pool.reserve(n_branches)  # builds the branch envs once (not counted as restore time)
+        self.branch_pool.reserve(len(simulated))  # builds the branch envs once (not counted as restore time)
         start = time.perf_counter()
-        self.branch_pool.restore([self.snapshots[index // n_per_state] for index in range(n_branches)])
+        self.branch_pool.restore([self.snapshots[index // n_per_state] for index in simulated])
         restore_seconds = time.perf_counter() - start
 
         q_values = np.zeros(n_branches)
         discount = np.ones(n_branches)
-        alive = np.ones(n_branches, dtype=bool)
+        alive = ~from_trunk
         bootstrap = np.zeros(n_branches, dtype=bool)
         last_observations: list[Any] = [None] * n_branches
         reward = np.zeros(n_branches, dtype=np.float32)
         terminated = np.zeros(n_branches, dtype=bool)
         truncated = np.zeros(n_branches, dtype=bool)
         branch_steps = 0
-        live = np.arange(n_branches)
-        env_actions = self.env_actions(actions)
+        live = simulated
+        env_actions = self.env_actions(actions)[live]
         for step in range(horizon):
             if step > 0:
                 # one batched forward for the live branches; under CRN the K branches of a state share the noise
-                noise = self._branch_noise(n_states, n_per_state, buffer.common_random_numbers)[live]
+                noise = self._branch_noise(n_states, n_per_state, buffer.common_random_numbers)
+                if trunk_first_noise is not None and buffer.common_random_numbers:  # replay the trunk's noise
+                    noise.reshape(n_states, n_per_state, -1)[trunk_states] = trunk_noise[trunk_steps + step, trunk_envs, None]
+                noise = noise[live]
                 if sde_matrices is not None:
                     self.policy.action_dist.exploration_matrices = sde_matrices[live]
                 observations = self.transform_observations(stack_observations([last_observations[i] for i in live]))
                 self._check_branch_finite("branch observation (after the VecEnv wrappers)", observations, live, step)
                 env_actions = self.env_actions(self.sampler.sample(observations, noise)[0])
             step_observations, reward[live], terminated[live], truncated[live] = self.branch_pool.step(
-                live, env_actions if step > 0 else env_actions[live]
+                pool_slot[live], env_actions
             )
             for index, observation in zip(live, step_observations, strict=True):
                 last_observations[index] = observation
@@ -397,6 +566,8 @@ class VineCollector:
                 "branch observation (after the VecEnv wrappers)", final, np.flatnonzero(bootstrap), step + 1
             )
             q_values[bootstrap] += discount[bootstrap] * self.sampler.predict_values(final)
+        if buffer.trunk_branch:
+            q_values[from_trunk] = trunk_q_values[trunk_states]
 
         self._check_branch_finite(
             "branch estimate Q(s, a) (discounted branch rewards after VecNormalize plus gamma^H V(s_H))",
@@ -412,14 +583,15 @@ class VineCollector:
             log_proposal.reshape(n_states, n_per_state),
             q_matrix.astype(np.float32),
             self._state_values(rollout_observations, actions, log_proposal, q_matrix) if buffer.branch_value_targets else None,
-            np.argwhere(self.rollout_mask),  # (trunk step, env) of each rollout state, in snapshot order
+            positions,
         )
         return {
             "branch_steps": branch_steps,
             "q_mean": float(q_matrix.mean()),
             "q_std": float(q_matrix.std()),
             "q_spread_within_state": float(q_matrix.std(axis=1).mean()),
-            "terminated_branch_fraction": float((~bootstrap).mean()),
+            "terminated_branch_fraction": float((~bootstrap[simulated]).mean()),
+            "trunk_branch_fraction": float(from_trunk.sum() / n_states),
             "snapshot_seconds": self.snapshot_seconds,
             "restore_seconds": restore_seconds,
             "branch_seconds": time.perf_counter() - start,

@@ -160,6 +160,88 @@ def test_time_limit_during_branch_bootstraps_and_counts_steps():
     assert buffer.q_values.max() <= 1.0 + p1 * 0 + sum(GAMMA**h for h in range(1, HORIZON)) + GAMMA * VALUE + 1e-5
 
 
+def trunk_q(buffer: VineRolloutBuffer, state: int, value: float) -> float:
+    """Q of the trunk's action at a rollout state, from the trunk's next HORIZON rewards (no VecNormalize, no episode end)."""
+    step, env = buffer.trunk_positions[state]
+    discounts = GAMMA ** np.arange(HORIZON)
+    return float(discounts @ buffer.rewards[step : step + HORIZON, env] + GAMMA**HORIZON * value)
+
+
+def test_trunk_branch_reads_q_from_the_trunk_and_siblings_replay_its_noise():
+    model = constant_critic_model(DummyVecEnv([lambda: RewardIsActionEnv(continuous=True)]), trunk_branch=True)
+    buffer = collect(model)
+    steps, envs = buffer.trunk_positions.T
+    from_trunk = steps + HORIZON <= 64  # the trunk's continuation exists; never cut by the 1000-step limit here
+    assert 0 < from_trunk.sum() < 32
+    assert model.logger.name_to_value["vine/trunk_branch_fraction"] == pytest.approx(from_trunk.mean())
+    # only the other branch of those states is simulated
+    assert model.logger.name_to_value["vine/branch_steps"] == HORIZON * (from_trunk.sum() + 2 * (~from_trunk).sum())
+    # branch 0 is the trunk's own action, with the trunk's Q
+    actions = buffer.branch_actions[..., 0]
+    np.testing.assert_allclose(actions[from_trunk, 0], buffer.actions[steps, envs, 0][from_trunk], atol=1e-5)
+    expected = [trunk_q(buffer, state, VALUE) for state in np.flatnonzero(from_trunk)]
+    np.testing.assert_allclose(buffer.q_values[from_trunk, 0], expected, rtol=1e-5)
+    # the simulated sibling replays the trunk's later noise (CRN): the Q difference is the first rewards' difference
+    clipped = np.clip(actions, -10, 10)
+    first_rewards = -(clipped**2)
+    q_differences = buffer.q_values[:, 1] - buffer.q_values[:, 0]
+    np.testing.assert_allclose(q_differences, first_rewards[:, 1] - first_rewards[:, 0], atol=1e-4)
+
+
+def test_trunk_branch_skips_states_whose_continuation_hits_a_time_limit():
+    model = constant_critic_model(
+        DummyVecEnv([lambda: RewardIsActionEnv(continuous=True, episode_length=10)]), trunk_branch=True
+    )
+    buffer = collect(model)
+    steps = buffer.trunk_positions[:, 0]
+    cut = [any((step + offset + 1) % 10 == 0 for offset in range(HORIZON)) for step in steps]
+    from_trunk = (steps + HORIZON <= 64) & ~np.array(cut)
+    assert 0 < from_trunk.sum() < 32
+    assert model.logger.name_to_value["vine/trunk_branch_fraction"] == pytest.approx(from_trunk.mean())
+    expected = [trunk_q(buffer, state, VALUE) for state in np.flatnonzero(from_trunk)]
+    np.testing.assert_allclose(buffer.q_values[from_trunk, 0], expected, rtol=1e-5)
+
+
+def test_trunk_branch_equals_a_simulated_branch_under_running_vec_normalize():
+    # every action is the same constant (mean independent of the observation, sigma ~ 0): the trunk's continuation and
+    # a simulated branch are the same trajectory, so their Q agree only if the trunk's rewards and V(s_H) go through
+    # the statistics frozen at branch time, as the branch's do (they change at every trunk step in the first rollout)
+    venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    model = TRPOVine(
+        "MlpPolicy",
+        venv,
+        n_steps=64,
+        batch_size=32,
+        seed=0,
+        policy_kwargs=dict(net_arch=[8]),
+        rollout_buffer_kwargs=dict(n_rollout_states=32, rollout_length=HORIZON, trunk_branch=True),
+        rollout_buffer_class="vine",
+    )
+    with th.no_grad():
+        model.policy.action_net.weight.zero_()
+        model.policy.action_net.bias.fill_(0.5)
+        model.policy.log_std.fill_(-20.0)
+    buffer = collect(model)
+    from_trunk = buffer.trunk_positions[:, 0] + HORIZON <= 64
+    assert from_trunk.sum() > 10
+    assert np.abs(buffer.q_values[:, 0]).max() > 0.1
+    np.testing.assert_allclose(buffer.q_values[from_trunk, 0], buffer.q_values[from_trunk, 1], rtol=1e-4, atol=1e-5)
+
+
+def test_trunk_branch_refuses_gsde():
+    model = TRPOVine(
+        "MlpPolicy",
+        "Pendulum-v1",
+        n_steps=64,
+        batch_size=32,
+        use_sde=True,
+        rollout_buffer_kwargs=dict(n_rollout_states=8, trunk_branch=True),
+        rollout_buffer_class="vine",
+    )
+    with pytest.raises(ValueError, match="use_sde=False or trunk_branch=False"):
+        model.learn(64)
+
+
 def test_branching_leaves_training_env_monitor_and_vec_normalize_untouched(tmp_path):
     venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0, monitor_dir=str(tmp_path)))
     model = TRPOVine(
@@ -174,11 +256,11 @@ def test_branching_leaves_training_env_monitor_and_vec_normalize_untouched(tmp_p
     original_branch = VineCollector.branch
     seen, branch_steps = {}, []
 
-    def checked_branch(self, buffer):
+    def checked_branch(self, buffer, trunk_noise=None):
         before = [pickle.dumps(take_snapshot(env)) for env in venv.venv.envs]
         stats = (venv.obs_rms.mean.copy(), venv.obs_rms.count, venv.ret_rms.var.copy(), venv.returns.copy())
         monitors = [(len(env.get_episode_rewards()), env.get_total_steps()) for env in venv.venv.envs]
-        result = original_branch(self, buffer)
+        result = original_branch(self, buffer, trunk_noise)
         seen["same_env_state"] = before == [pickle.dumps(take_snapshot(env)) for env in venv.venv.envs]
         after = (venv.obs_rms.mean, venv.obs_rms.count, venv.ret_rms.var, venv.returns)
         seen["same_stats"] = all(np.array_equal(a, b) for a, b in zip(stats, after, strict=True))
@@ -251,8 +333,10 @@ def test_vine_is_deterministic_and_loads_like_any_model(tmp_path):
         ("Pendulum-v1", dict(use_sde=True, sde_sample_freq=4)),
         ("CartPole-v1", dict(rollout_buffer_kwargs=dict(action_proposal="uniform", n_actions_per_state=3))),
         ("CartPole-v1", dict(rollout_buffer_kwargs=dict(action_proposal="policy"))),
+        ("CartPole-v1", dict(rollout_buffer_kwargs=dict(action_proposal="policy", trunk_branch=True))),
+        ("Pendulum-v1", dict(rollout_buffer_kwargs=dict(trunk_branch=True, antithetic=True, n_actions_per_state=4))),
     ],
-    ids=["gsde", "uniform-q", "policy-q-discrete"],
+    ids=["gsde", "uniform-q", "policy-q-discrete", "trunk-branch-discrete", "trunk-branch-antithetic"],
 )
 def test_vine_variants_run(env_id, kwargs):
     kwargs.setdefault("rollout_buffer_kwargs", {})
@@ -331,6 +415,7 @@ def test_subproc_without_snapshot_wrapper_and_vec_frame_stack_are_refused():
         (dict(n_actions_per_state=1, action_proposal="policy"), "n_actions_per_state must be >= 2"),
         (dict(rollout_length=0), "rollout_length must be >= 1"),
         (dict(action_proposal="best"), "action_proposal must be one of"),
+        (dict(trunk_branch=True), "trunk_branch=True reuses the trunk's own action"),  # CartPole: every action branched
     ],
 )
 def test_vine_setting_validation(kwargs, match):
