@@ -105,24 +105,21 @@ def vec_transforms(venv: VecEnv) -> tuple[ObservationTransform, Callable[[np.nda
     return transform_observations, transform_rewards
 
 
-def trunk_transition_source(venv: VecEnv) -> tuple[VecNormalize | None, ObservationTransform]:
+def trunk_transition_source(venv: VecEnv) -> tuple[VecNormalize | None, ObservationTransform] | None:
     """
     Where the trunk branch reads the trunk's rewards and next observations before any normalisation.
 
     :param venv: the training VecEnv
     :return: the outermost ``VecNormalize`` (its ``get_original_reward``/``get_original_obs``), or None when there is
         none (the step outputs are then exactly what the branches see), and the observation transforms of the wrappers
-        above it (image transposition)
+        above it (image transposition); None if another VecNormalize or a VecTransposeImage lies inside that
+        VecNormalize (its original data would not be raw)
     """
     above: list[ObservationTransform] = []
     while isinstance(venv, VecEnvWrapper):
         if isinstance(venv, VecNormalize):
-            if isinstance(venv.venv, VecEnvWrapper) and _has_wrapper(venv.venv, (VecNormalize, VecTransposeImage)):
-                raise ValueError(
-                    "trunk_branch=True reads raw trunk data from the outermost VecNormalize, but another VecNormalize or "
-                    "a VecTransposeImage lies inside it; wrap VecNormalize directly around the base VecEnv or set "
-                    "trunk_branch=False"
-                )
+            if _has_wrapper(venv.venv, (VecNormalize, VecTransposeImage)):
+                return None
             break
         if isinstance(venv, VecTransposeImage):
             above.append(venv.transpose_observations)
@@ -310,18 +307,40 @@ class VineCollector:
         self.snapshots: list[EnvSnapshot] = []
         self.observations: list[Any] = []
         self.snapshot_seconds = 0.0
-        self.trunk_branch = buffer.trunk_branch
+        self.trunk_branch = self._resolve_trunk_branch(buffer)
         if self.trunk_branch:
-            if self.policy.use_sde:
-                raise ValueError(
-                    "trunk_branch=True replays the trunk's explicit policy noise in the branches, but gSDE draws its own; "
-                    "set use_sde=False or trunk_branch=False"
-                )
-            self.trunk_source, self.transform_above_source = trunk_transition_source(self.env)
             self.trunk_rewards = np.zeros((n_steps, self.env.num_envs), dtype=np.float32)
             self.trunk_dones = np.zeros((n_steps, self.env.num_envs), dtype=bool)
             self.trunk_truncated = np.zeros((n_steps, self.env.num_envs), dtype=bool)
             self.trunk_next_observations: list[Observation] = []
+
+    def _resolve_trunk_branch(self, buffer: VineObjectiveMixin) -> bool:
+        """
+        Whether the trunk serves as branch 0 this iteration (``trunk_branch``: None means wherever it applies).
+
+        :param buffer: the vine buffer
+        :return: the decision; with it, ``self.trunk_source`` and ``self.transform_above_source`` are set
+        """
+        source = trunk_transition_source(self.env)
+        if buffer.trunk_branch is None:
+            applies = buffer.action_proposal == "policy" and not self.policy.use_sde and source is not None
+            if not applies:
+                return False
+        elif not buffer.trunk_branch:
+            return False
+        elif self.policy.use_sde:
+            raise ValueError(
+                "trunk_branch=True replays the trunk's explicit policy noise in the branches, but gSDE draws its own; "
+                "set use_sde=False or trunk_branch=False"
+            )
+        elif source is None:
+            raise ValueError(
+                "trunk_branch=True reads raw trunk data from the outermost VecNormalize, but another VecNormalize or a "
+                "VecTransposeImage lies inside it; wrap VecNormalize directly around the base VecEnv or set "
+                "trunk_branch=False"
+            )
+        self.trunk_source, self.transform_above_source = source  # type: ignore[misc]
+        return True
 
     def record(self, step: int, observations: Observation) -> None:
         """
@@ -504,7 +523,7 @@ class VineCollector:
         # branch 0 of a state with a usable trunk continuation is the trunk itself: not simulated
         from_trunk = np.zeros(n_branches, dtype=bool)
         trunk_first_noise = None
-        if buffer.trunk_branch:
+        if self.trunk_branch:
             assert trunk_noise is not None, "trunk_branch needs the trunk's policy noise"
             usable, trunk_q_values = self._trunk_branch_q(horizon)
             trunk_states = np.flatnonzero(usable)
@@ -566,7 +585,7 @@ class VineCollector:
                 "branch observation (after the VecEnv wrappers)", final, np.flatnonzero(bootstrap), step + 1
             )
             q_values[bootstrap] += discount[bootstrap] * self.sampler.predict_values(final)
-        if buffer.trunk_branch:
+        if self.trunk_branch:
             q_values[from_trunk] = trunk_q_values[trunk_states]
 
         self._check_branch_finite(
