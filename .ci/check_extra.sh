@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install one extra alone into a fresh virtual environment and run what it is for:
 #   bash .ci/check_extra.sh zoo|tests|benchmarks|ray|docs
+# From the source tree by default; EXTRA_WHEEL=path/to/sb3_trpo_vine-*.whl installs that wheel instead (what PyPI
+# users get; several checks can then run at once without sharing the source tree's build/ folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="$1"
-install="pip install -q torch==2.13.0 && pip install -q \".[$extra]\""
+install="pip install -q torch==2.13.0 && pip install -q \"${EXTRA_WHEEL:-.}[$extra]\""
 case "$extra" in
   zoo)
     run="python -m sb3_trpo_vine.zoo train --env CartPole-v1 -n 3000 --seed 0 --log-folder .venvs/zoo-logs \
