@@ -161,9 +161,9 @@ class VineObjectiveMixin:
     :param trunk_branch: let the trunk itself be the first of the K branches of each rollout state: its action is the
         trunk's and its Q is read from the trunk's next H rewards and V, so only K - 1 branches per state are simulated;
         with ``common_random_numbers`` the others replay the trunk's policy noise after their branched action. A state
-        whose next H trunk steps are cut by the rollout's end or a time limit is branched K times as usual. ``None``
-        (default): on wherever it applies, i.e. q = pi (``action_proposal`` resolves to 'policy'), explicit policy
-        noise (no gSDE) and raw trunk data readable through the VecEnv wrappers; ``True`` raises where it does not
+        whose next H trunk steps are cut by the rollout's end or a time limit is branched K times as usual. Needs
+        q = pi (``action_proposal`` resolving to 'policy'), explicit policy noise (no gSDE) and raw trunk data
+        readable through the VecEnv wrappers
     """
 
     buffer_size: int
@@ -183,7 +183,7 @@ class VineObjectiveMixin:
         trust_region_states: str = "rollout",
         antithetic: bool = False,
         trunk_advantages: bool = False,
-        trunk_branch: bool | None = None,
+        trunk_branch: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -216,7 +216,7 @@ class VineObjectiveMixin:
             raise ValueError(
                 f"antithetic=True branches actions in pairs: n_actions_per_state must be even, got {n_actions_per_state}"
             )
-        if trunk_branch is True and self.action_proposal != "policy":
+        if trunk_branch and self.action_proposal != "policy":
             raise ValueError(
                 "trunk_branch=True reuses the trunk's own action, drawn from pi, as a branch: it needs action_proposal "
                 f"'policy' (q = pi), got {self.action_proposal!r}; set action_proposal='policy' or trunk_branch=False"

@@ -316,30 +316,26 @@ class VineCollector:
 
     def _resolve_trunk_branch(self, buffer: VineObjectiveMixin) -> bool:
         """
-        Whether the trunk serves as branch 0 this iteration (``trunk_branch``: None means wherever it applies).
+        Check that the trunk can serve as branch 0 when ``trunk_branch`` asks for it.
 
         :param buffer: the vine buffer
-        :return: the decision; with it, ``self.trunk_source`` and ``self.transform_above_source`` are set
+        :return: whether it does; if so, ``self.trunk_source`` and ``self.transform_above_source`` are set
         """
-        source = trunk_transition_source(self.env)
-        if buffer.trunk_branch is None:
-            applies = buffer.action_proposal == "policy" and not self.policy.use_sde and source is not None
-            if not applies:
-                return False
-        elif not buffer.trunk_branch:
+        if not buffer.trunk_branch:
             return False
-        elif self.policy.use_sde:
+        if self.policy.use_sde:
             raise ValueError(
                 "trunk_branch=True replays the trunk's explicit policy noise in the branches, but gSDE draws its own; "
                 "set use_sde=False or trunk_branch=False"
             )
-        elif source is None:
+        source = trunk_transition_source(self.env)
+        if source is None:
             raise ValueError(
                 "trunk_branch=True reads raw trunk data from the outermost VecNormalize, but another VecNormalize or a "
                 "VecTransposeImage lies inside it; wrap VecNormalize directly around the base VecEnv or set "
                 "trunk_branch=False"
             )
-        self.trunk_source, self.transform_above_source = source  # type: ignore[misc]
+        self.trunk_source, self.transform_above_source = source
         return True
 
     def record(self, step: int, observations: Observation) -> None:

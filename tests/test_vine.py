@@ -228,25 +228,6 @@ def test_trunk_branch_equals_a_simulated_branch_under_running_vec_normalize():
     np.testing.assert_allclose(buffer.q_values[from_trunk, 0], buffer.q_values[from_trunk, 1], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "env_id, kwargs, expected",
-    [
-        ("Pendulum-v1", {}, True),  # q = pi with Gaussian noise
-        ("Pendulum-v1", dict(use_sde=True), False),  # gSDE draws its own noise
-        ("CartPole-v1", {}, False),  # every action of the small Discrete space is branched
-        ("CartPole-v1", dict(rollout_buffer_kwargs=dict(action_proposal="policy")), True),
-        ("Pendulum-v1", dict(rollout_buffer_kwargs=dict(trunk_branch=False)), False),
-    ],
-)
-def test_trunk_branch_default_applies_wherever_it_can(env_id, kwargs, expected):
-    kwargs.setdefault("rollout_buffer_kwargs", {})
-    kwargs["rollout_buffer_kwargs"] = {"n_rollout_states": 16, "rollout_length": 4, **kwargs["rollout_buffer_kwargs"]}
-    model = TRPOVine("MlpPolicy", env_id, n_steps=64, batch_size=32, seed=0, rollout_buffer_class="vine", **kwargs)
-    collect(model)
-    fraction = model.logger.name_to_value["vine/trunk_branch_fraction"]
-    assert (fraction > 0.5) if expected else (fraction == 0.0)
-
-
 def test_trunk_branch_refuses_gsde():
     model = TRPOVine(
         "MlpPolicy",
@@ -258,6 +239,20 @@ def test_trunk_branch_refuses_gsde():
         rollout_buffer_class="vine",
     )
     with pytest.raises(ValueError, match="use_sde=False or trunk_branch=False"):
+        model.learn(64)
+
+
+def test_trunk_branch_refuses_a_vec_normalize_whose_original_data_is_not_raw():
+    venv = VecNormalize(VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0)))
+    model = TRPOVine(
+        "MlpPolicy",
+        venv,
+        n_steps=64,
+        batch_size=32,
+        rollout_buffer_kwargs=dict(n_rollout_states=8, trunk_branch=True),
+        rollout_buffer_class="vine",
+    )
+    with pytest.raises(ValueError, match="wrap VecNormalize directly around the base VecEnv"):
         model.learn(64)
 
 
