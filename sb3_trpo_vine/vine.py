@@ -379,20 +379,17 @@ class VineCollector:
             done and info.get("TimeLimit.truncated", False) for done, info in zip(dones, infos, strict=True)
         ]
 
-    def _trunk_branch_q(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def _trunk_branch_q(self, positions: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """
         Q(s_n, a_n) of the trunk's own action at each rollout state, from its next H trunk steps (Eq. 4's return).
 
+        :param positions: ``(N, 2)`` (trunk step, env) of each rollout state, in snapshot order
         :param horizon: H
         :return: which rollout states have a usable trunk continuation (not cut by the rollout's end or a time limit
             within H steps), and ``(N,)`` Q values (0 where unusable)
         """
         n_steps = len(self.trunk_rewards)
-        positions = np.argwhere(self.rollout_mask)  # (step, env) of each rollout state, in snapshot order
-        if self.trunk_source is None:
-            rewards = self.trunk_rewards
-        else:
-            rewards = self.transform_rewards(self.trunk_rewards)
+        rewards = self.transform_rewards(self.trunk_rewards)  # the identity without VecNormalize
         usable = np.zeros(len(positions), dtype=bool)
         q_values = np.zeros(len(positions))
         bootstrap_states: list[int] = []
@@ -521,7 +518,7 @@ class VineCollector:
         trunk_first_noise = None
         if self.trunk_branch:
             assert trunk_noise is not None, "trunk_branch needs the trunk's policy noise"
-            usable, trunk_q_values = self._trunk_branch_q(horizon)
+            usable, trunk_q_values = self._trunk_branch_q(positions, horizon)
             trunk_states = np.flatnonzero(usable)
             from_trunk[trunk_states * n_per_state] = True
             trunk_steps, trunk_envs = positions[trunk_states].T
