@@ -41,6 +41,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_nor
 from benchmarks.common import RESULTS
 from benchmarks.update_variants import VARIANTS
 from sb3_trpo_vine import TRPOVine
+from sb3_trpo_vine.zoo import preprocess_target_kl
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ZOO_TRPO = pathlib.Path(__import__("rl_zoo3").__file__).parent / "hyperparams" / "trpo.yml"
@@ -199,6 +200,8 @@ def run(
     train_env = make_env(env_id, entry, seed, training=True)
     eval_env = make_env(env_id, entry, seed + 10_000, training=False)
     hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
+    if algorithm is TRPOVine:
+        hyperparams = preprocess_target_kl(hyperparams)
     model = algorithm(entry.get("policy", "MlpPolicy"), train_env, seed=seed, **hyperparams)
     evaluation = PeriodicEvaluation(eval_env, eval_every, eval_episodes)
     model.learn(budget, callback=evaluation)

@@ -18,7 +18,7 @@ from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticP
 from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
-from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from threadpoolctl import threadpool_limits
 from torch import nn
@@ -139,7 +139,9 @@ class TRPOVine(OnPolicyAlgorithm):
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
     :param target_kl: the trust-region radius delta: the mean KL(pi_old || pi_new) of an accepted step is at most
-        ``target_kl`` (the paper's Eq. 12 KL, summed over action dimensions)
+        ``target_kl`` (the paper's Eq. 12 KL, summed over action dimensions). It can be a function of the current
+        progress remaining (from 1 to 0), like ``learning_rate``, e.g. a radius annealed to 0 over training; an update
+        whose radius is 0 makes no policy step (the critic is still fitted)
     :param sub_sampling_factor: Sub-sample the batch to make computation faster (the whole policy step uses every
         k-th sample, as in sb3-contrib)
     :param fisher_sub_sampling_factor: compute only the Fisher-vector products on every k-th sample
@@ -181,7 +183,7 @@ class TRPOVine(OnPolicyAlgorithm):
         rollout_buffer_class: str | type[RolloutBuffer] | None = None,
         rollout_buffer_kwargs: dict[str, Any] | None = None,
         normalize_advantage: bool = True,
-        target_kl: float = 0.01,
+        target_kl: float | Schedule = 0.01,
         sub_sampling_factor: int = 1,
         fisher_sub_sampling_factor: int = 1,
         stats_window_size: int = 100,
@@ -202,7 +204,7 @@ class TRPOVine(OnPolicyAlgorithm):
             line_search_shrinking_factor=line_search_shrinking_factor,
             line_search_max_iter=line_search_max_iter,
             n_critic_updates=n_critic_updates,
-            target_kl=target_kl,
+            target_kl=target_kl(1.0) if callable(target_kl) else target_kl,
             sub_sampling_factor=sub_sampling_factor,
             fisher_sub_sampling_factor=fisher_sub_sampling_factor,
         )
@@ -290,6 +292,7 @@ class TRPOVine(OnPolicyAlgorithm):
         if self.policy.optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & set(optimizer_kwargs):
             optimizer_kwargs["fused"] = True  # same update, one kernel per tensor: the critic takes hundreds of steps
         self.policy.optimizer = self.policy.optimizer_class(critic_params, lr=self.lr_schedule(1), **optimizer_kwargs)
+        self.target_kl_schedule = FloatSchedule(self.target_kl)
         self._sampler = make_sampler(self.policy)
         self._vine_collector: VineCollector | None = None
 
@@ -318,7 +321,8 @@ class TRPOVine(OnPolicyAlgorithm):
         self._noise_rng = np.random.default_rng(seed)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_sampler", "_noise_rng", "_actor_params", "_vine_collector"]
+        excluded = ["_sampler", "_noise_rng", "_actor_params", "_vine_collector", "target_kl_schedule"]
+        return [*super()._excluded_save_params(), *excluded]
 
     def _env_actions(self, actions: np.ndarray) -> np.ndarray:
         if isinstance(self.action_space, spaces.Box):
@@ -492,7 +496,7 @@ class TRPOVine(OnPolicyAlgorithm):
             self._actor_params,
             evaluate,
             fisher_vector_product,
-            target_kl=self.target_kl,
+            target_kl=self.target_kl_schedule(self._current_progress_remaining),
             cg_max_steps=self.cg_max_steps,
             line_search_shrinking_factor=self.line_search_shrinking_factor,
             line_search_max_iter=self.line_search_max_iter,
@@ -571,6 +575,7 @@ class TRPOVine(OnPolicyAlgorithm):
         self.logger.record("train/surrogate_improvement", step.surrogate_after - step.surrogate_before)
         self.logger.record("train/value_loss", float(np.mean(value_losses)) if value_losses else float("nan"))
         self.logger.record("train/kl_divergence_loss", step.kl)
+        self.logger.record("train/target_kl", self.target_kl_schedule(self._current_progress_remaining))
         self.logger.record("train/explained_variance", explained_var)
         self.logger.record("train/is_line_search_success", float(step.accepted))
         self.logger.record("train/line_search_steps", step.line_search_steps)

@@ -170,7 +170,7 @@ def trust_region_step(
     :param evaluate: returns (surrogate L(theta), mean KL(pi_old || pi_theta)) at the current parameters;
         called once with gradients enabled, then under ``no_grad`` for each line-search candidate
     :param fisher_vector_product: v -> (F + damping I) v at theta_old
-    :param target_kl: the trust-region radius delta
+    :param target_kl: the trust-region radius delta (no step when it is 0)
     :param cg_max_steps: conjugate-gradient iterations
     :param line_search_shrinking_factor: backtracking factor in (0, 1)
     :param line_search_max_iter: maximum number of candidate steps
@@ -183,6 +183,8 @@ def trust_region_step(
     def skipped(reason: str, cg_residual: float = float("nan")) -> TrustRegionStepInfo:
         return TrustRegionStepInfo(False, surrogate_before, surrogate_before, 0.0, 0, 0.0, cg_residual, reason)
 
+    if target_kl <= 0.0:
+        return skipped("target_kl is 0 (the end of its schedule): no policy step")
     if not (np.isfinite(surrogate_before) and bool(th.isfinite(gradient).all())):
         return skipped("non-finite surrogate or gradient")
     if not bool(gradient.any()):

@@ -19,6 +19,7 @@ RL-Zoo (rl_zoo3) integration of TRPOVine.
 ``train`` runs rl_zoo3's ``ExperimentManager`` as :class:`VineExperimentManager`, which for TRPOVine:
 
 * rejects unknown hyperparameter names, malformed files and a missing ``n_timesteps`` with a one-line message;
+* reads ``target_kl: lin_<x>`` as the zoo reads ``learning_rate: lin_<x>``: a radius annealed linearly from x to 0;
 * evaluates ``rollout_buffer_kwargs`` given as a Python string (``"dict(rollout_length=50)"``), as the zoo does for
   ``policy_kwargs``, and imports a ``rollout_buffer_class`` given as a dotted path;
 * drops the vine-only ``rollout_buffer_kwargs`` when single-path sampling is selected, so
@@ -53,7 +54,7 @@ import rl_zoo3.train
 import yaml
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER, convert_onpolicy_params
-from rl_zoo3.utils import get_class_by_name
+from rl_zoo3.utils import SimpleLinearSchedule, get_class_by_name
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from sb3_trpo_vine.buffers import VineObjectiveMixin
@@ -178,6 +179,28 @@ def register_rl_zoo() -> None:
     HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_trpo_vine_params
 
 
+def preprocess_target_kl(hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """
+    Read ``target_kl`` as rl_zoo3 reads ``learning_rate``: ``lin_<x>`` is a linear schedule from x to 0.
+
+    :param hyperparams: TRPOVine hyperparameters (updated in place)
+    :return: the hyperparameters
+    """
+    target_kl = hyperparams.get("target_kl")
+    if isinstance(target_kl, str):
+        schedule, _, initial_value = target_kl.partition("_")
+        try:
+            if schedule != "lin":
+                raise ValueError
+            hyperparams["target_kl"] = SimpleLinearSchedule(float(initial_value))
+        except ValueError as error:
+            raise ValueError(
+                f"target_kl {target_kl!r} is neither a number nor a schedule: use e.g. 0.03, or lin_0.03 for a radius "
+                "annealed linearly from 0.03 to 0"
+            ) from error
+    return hyperparams
+
+
 def uses_vine(rollout_buffer_class: str | type | None) -> bool:
     """
     Whether TRPOVine samples with the vine scheme for this ``rollout_buffer_class`` value.
@@ -256,7 +279,7 @@ class VineExperimentManager(ExperimentManager):
     ) -> tuple[dict[str, Any], Callable | None, list, Callable | None]:
         if not self._is_trpo_vine():
             return super()._preprocess_hyperparams(hyperparams)
-        hyperparams = self._preprocess_rollout_buffer(hyperparams)
+        hyperparams = preprocess_target_kl(self._preprocess_rollout_buffer(hyperparams))
         hyperparams, env_wrapper, callbacks, vec_env_wrapper = super()._preprocess_hyperparams(hyperparams)
         self.vine_sampling = uses_vine(hyperparams.get("rollout_buffer_class"))
         if self.vine_sampling and self.vec_env_class is not DummyVecEnv:
