@@ -22,6 +22,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
 from sb3_trpo_vine import DictSinglePathRolloutBuffer, SinglePathRolloutBuffer, TRPOVine, VineRolloutBuffer
+from sb3_trpo_vine import trpo_vine as trpo_vine_module
 from sb3_trpo_vine.snapshot import SnapshotWrapper
 from sb3_trpo_vine.trpo_vine import DEFAULT_TOTAL_TIMESTEPS
 
@@ -273,6 +274,34 @@ def test_save_load_predict_and_resume(tmp_path, buffer):
     assert loaded.num_timesteps >= steps_before + 64 and loaded._n_updates == model._n_updates + 1
 
 
+def annealed_radius(progress_remaining: float) -> float:
+    return 0.02 * progress_remaining
+
+
+def test_target_kl_schedule_sets_each_update_radius(tmp_path, monkeypatch):
+    steps = []
+
+    def recording_step(*args, **kwargs):
+        info = trust_region_step(*args, **kwargs)
+        steps.append((kwargs["target_kl"], info))
+        return info
+
+    trust_region_step = trpo_vine_module.trust_region_step
+    monkeypatch.setattr(trpo_vine_module, "trust_region_step", recording_step)
+    model = TRPOVine("MlpPolicy", "Pendulum-v1", **{**SMALL, "target_kl": annealed_radius})
+    model.learn(4 * 64)
+    # the radius at the progress remaining after each rollout: 3/4, 1/2, 1/4, 0 of 0.02
+    assert [radius for radius, _ in steps] == pytest.approx([0.015, 0.01, 0.005, 0.0])
+    for radius, info in steps[:-1]:
+        assert info.accepted and 0.3 * radius < info.kl <= radius
+    assert not steps[-1][1].accepted and "schedule" in steps[-1][1].skip_reason
+    assert model.logger.name_to_value["train/target_kl"] == 0.0
+
+    model.save(tmp_path / "model.zip")
+    loaded = TRPOVine.load(tmp_path / "model.zip")
+    assert loaded.target_kl_schedule(0.5) == pytest.approx(0.01)
+
+
 def test_evaluate_policy_on_loaded_model(tmp_path):
     from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -322,6 +351,7 @@ class NoSnapshotDict(gym.Env):
     [
         (dict(target_kl=0.0), "target_kl must be > 0"),
         (dict(target_kl=-1.0), "target_kl"),
+        (dict(target_kl=lambda progress_remaining: 0.0), "target_kl must be > 0"),
         (dict(cg_max_steps=0), "cg_max_steps must be an integer >= 1"),
         (dict(line_search_shrinking_factor=1.0), "line_search_shrinking_factor must be strictly between 0 and 1"),
         (dict(line_search_shrinking_factor=0.0), "line_search_shrinking_factor"),

@@ -128,6 +128,17 @@ def test_trust_region_step_quadratic_closed_form():
     assert info.kl == pytest.approx(0.01, rel=1e-4)
 
 
+def test_zero_radius_makes_no_step():
+    # the end of a target_kl schedule annealed to 0
+    x, _, _, evaluate, fvp = quadratic_problem()
+    before = x.detach().clone()
+    info = trust_region_step(
+        [x], evaluate, fvp, target_kl=0.0, cg_max_steps=10, line_search_shrinking_factor=0.8, line_search_max_iter=10
+    )
+    assert not info.accepted and info.line_search_steps == 0 and "schedule" in info.skip_reason
+    assert th.equal(x.detach(), before)
+
+
 def test_line_search_rejects_kl_violating_steps():
     # the Fisher-vector product underestimates curvature 10x: the full step violates the KL bound
     x, a, _, evaluate, fvp = quadratic_problem(curvature_scale=0.1)

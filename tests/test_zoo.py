@@ -26,6 +26,7 @@ from sb3_trpo_vine.zoo import (
     convert_trpo_vine_params,
     hyperparams_file,
     main,
+    preprocess_target_kl,
     register_rl_zoo,
     sample_trpo_vine_params,
 )
@@ -241,6 +242,18 @@ def test_rollout_buffer_strings_and_single_path_switch(tmp_path):
     model, _ = manager.setup_experiment()
     assert type(model.rollout_buffer) is SinglePathRolloutBuffer
     model.env.close()
+
+
+def test_target_kl_schedule_string(tmp_path):
+    # target_kl: lin_<x> is read as the zoo reads learning_rate: lin_<x>
+    manager = make_manager("Pendulum-v1", tmp_path, "single_path", hyperparams={"target_kl": "lin_0.02"})
+    model, _ = manager.setup_experiment()
+    assert model.target_kl_schedule(1.0) == pytest.approx(0.02) and model.target_kl_schedule(0.25) == pytest.approx(0.005)
+    model.env.close()
+    assert preprocess_target_kl({"target_kl": 0.03}) == {"target_kl": 0.03}
+    for malformed in ("cos_0.1", "lin_x", "0.03x"):
+        with pytest.raises(ValueError, match=r"lin_0\.03 for a radius annealed"):
+            preprocess_target_kl({"target_kl": malformed})
 
 
 # Evaluate twice per run on CartPole and Pendulum, which makes a best_model.zip for --load-best
