@@ -1,6 +1,8 @@
 """RL-Zoo integration: registration, the packaged hyperparameters, and the train / enjoy / record_video scripts."""
 
 import argparse
+import ast
+import contextlib
 import json
 import os
 import pathlib
@@ -19,6 +21,7 @@ import rl_zoo3.train
 import yaml
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
+from benchmarks.returns import ZOO_ONLY_KEYS, zoo_entry
 from sb3_trpo_vine import SinglePathRolloutBuffer, TRPOVine, VineRolloutBuffer
 from sb3_trpo_vine.buffers import VineObjectiveMixin
 from sb3_trpo_vine.zoo import (
@@ -124,20 +127,24 @@ def tuning_marks(path: pathlib.Path) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_tuned_entries_are_backed_by_recorded_runs(scheme):
-    # "# Tuned" needs a recorded benchmarks.returns run (or sweep) of that env with that file's scheme
-    recorded = set()
+    # "# Tuned" needs a recorded benchmarks.returns run (or sweep) of that env, with that file's scheme and exactly
+    # the entry's hyperparameters
+    recorded: dict[tuple[str, str], list[dict]] = {}
     for folder in RECORDED_RUNS:
         for path in folder.glob("*.json"):
             run = json.loads(path.read_text())
-            recorded.add((run["env"], run["algo"]))
+            with contextlib.suppress(ValueError, SyntaxError):  # reprs of schedules and classes are not literals
+                recorded.setdefault((run["env"], run["algo"]), []).append(ast.literal_eval(run["hyperparams"]))
     marks = tuning_marks(USER_HYPERPARAMS[scheme])
     assert set(marks) == set(HYPERPARAMS[scheme])
     for env_id, entry_marks in marks.items():
         assert len(entry_marks) == 1, f"{env_id} needs one '# Tuned' or '# To be tuned' line, has {entry_marks}"
         if entry_marks == ["# Tuned"]:
-            assert (env_id, scheme) in recorded, (
-                f"{env_id} is marked '# Tuned' in {scheme}.yml without a {scheme} run of it in docs/results/returns or "
-                "docs/results/sweeps"
+            entry = zoo_entry(USER_HYPERPARAMS[scheme], env_id)
+            hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
+            assert hyperparams in recorded.get((env_id, scheme), []), (
+                f"{env_id} is marked '# Tuned' in {scheme}.yml without a {scheme} run of it with its hyperparameters "
+                f"{hyperparams} in docs/results/returns or docs/results/sweeps"
             )
 
 
