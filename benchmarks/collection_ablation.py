@@ -15,7 +15,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import sync_envs_normalization
 
-from benchmarks.returns import ZOO_ONLY_KEYS, algorithm_setup, make_env
+from benchmarks.returns import algorithm_setup, make_env, model_hyperparams
 from sb3_trpo_vine import TRPOVine
 
 ENV_ID = "HalfCheetah-v5"
@@ -32,7 +32,7 @@ class SB3Collection(TRPOVine):
 def main() -> None:
     torch.set_num_threads(1)
     _, entry = algorithm_setup(ENV_ID, "single_path")
-    hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
+    hyperparams = model_hyperparams(entry)
     for seed in map(int, sys.argv[1:]):
         env = make_env(ENV_ID, entry, seed, training=True)
         eval_env = make_env(ENV_ID, entry, seed + 10_000, training=False)

@@ -65,6 +65,14 @@ def zoo_entry(path: pathlib.Path, env_id: str) -> dict[str, Any]:
     return entry
 
 
+def model_hyperparams(entry: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param entry: a zoo-style entry
+    :return: its constructor keyword arguments (the entry without the keys only the zoo reads), as recorded per run
+    """
+    return {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
+
+
 def algorithm_setup(env_id: str, algo: str) -> tuple[type[BaseAlgorithm], dict[str, Any]]:
     """
     :param env_id: the env id
@@ -199,7 +207,7 @@ def run(
     entry = apply_overrides(entry, overrides or {})
     train_env = make_env(env_id, entry, seed, training=True)
     eval_env = make_env(env_id, entry, seed + 10_000, training=False)
-    hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
+    hyperparams = model_hyperparams(entry)
     if algorithm is TRPOVine:
         hyperparams = preprocess_target_kl(hyperparams)
     model = algorithm(entry.get("policy", "MlpPolicy"), train_env, seed=seed, **hyperparams)

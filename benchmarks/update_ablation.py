@@ -22,7 +22,7 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from benchmarks.common import machine_description, markdown_table, save_json, write_section
-from benchmarks.returns import ZOO_ONLY_KEYS, algorithm_setup, apply_overrides, code_version, make_env, parse_overrides
+from benchmarks.returns import algorithm_setup, apply_overrides, code_version, make_env, model_hyperparams, parse_overrides
 from benchmarks.update_variants import VARIANTS
 from sb3_trpo_vine import TRPOVine
 from sb3_trpo_vine.surrogates import SurrogateObjective
@@ -103,7 +103,7 @@ def main() -> None:
     rows, results = [], {}
     for env_id in args.envs:
         entry = apply_overrides(algorithm_setup(env_id, "single_path")[1], parse_overrides(args.set))
-        hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
+        hyperparams = model_hyperparams(entry)
         env = make_env(env_id, entry, args.seed, training=True)
         model = PairedUpdates(entry["policy"], env, seed=args.seed, **hyperparams)
         model.learn(args.steps)

@@ -21,7 +21,7 @@ import rl_zoo3.train
 import yaml
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
-from benchmarks.returns import ZOO_ONLY_KEYS, zoo_entry
+from benchmarks.returns import model_hyperparams, zoo_entry
 from sb3_trpo_vine import SinglePathRolloutBuffer, TRPOVine, VineRolloutBuffer
 from sb3_trpo_vine.buffers import VineObjectiveMixin
 from sb3_trpo_vine.zoo import (
@@ -140,8 +140,7 @@ def test_tuned_entries_are_backed_by_recorded_runs(scheme):
     for env_id, entry_marks in marks.items():
         assert len(entry_marks) == 1, f"{env_id} needs one '# Tuned' or '# To be tuned' line, has {entry_marks}"
         if entry_marks == ["# Tuned"]:
-            entry = zoo_entry(USER_HYPERPARAMS[scheme], env_id)
-            hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ONLY_KEYS}
+            hyperparams = model_hyperparams(zoo_entry(USER_HYPERPARAMS[scheme], env_id))
             assert hyperparams in recorded.get((env_id, scheme), []), (
                 f"{env_id} is marked '# Tuned' in {scheme}.yml without a {scheme} run of it with its hyperparameters "
                 f"{hyperparams} in docs/results/returns or docs/results/sweeps"
