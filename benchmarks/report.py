@@ -131,6 +131,17 @@ def steps_to_reach(curve: list[dict[str, float]], threshold: float, key: str) ->
     return next((float(point[key]) for point in curve if point["mean_return"] >= threshold), None)
 
 
+def seed_ranges(runs: list[Run]) -> str:
+    """
+    :param runs: runs of one setting
+    :return: their seeds as sorted ranges of consecutive seeds, e.g. ``0-2, 10-14``
+    """
+    seeds = sorted(run["seed"] for run in runs)
+    starts = [seed for seed in seeds if seed - 1 not in seeds]
+    ends = [seed for seed in seeds if seed + 1 not in seeds]
+    return ", ".join(str(start) if start == end else f"{start}-{end}" for start, end in zip(starts, ends, strict=True))
+
+
 def commits(runs: list[Run]) -> str:
     """
     :param runs: runs of one setting
@@ -223,6 +234,7 @@ def returns_table(tasks: dict[Task, dict[str, list[Run]]], reps: int, seed: int)
                     f"{budget:,}",
                     LABELS[algo],
                     len(runs),
+                    seed_ranges(runs),
                     iqm_interval(final, reps, seed).format(),
                     iqm_interval(bests(runs), reps, seed).format(),
                     f"{final.mean():.1f} ± {final.std():.1f}",
@@ -233,8 +245,8 @@ def returns_table(tasks: dict[Task, dict[str, list[Run]]], reps: int, seed: int)
                     zoo_anchor(env_id, budget),
                 ]
             )
-    header = ["env", "budget", "algorithm", "seeds", "IQM final [95% CI]", "IQM best [95% CI]", "mean ± std (final)"]
-    header += ["final per seed", "train s", "collapses", "commits", "RL-Zoo v3 1M"]
+    header = ["env", "budget", "algorithm", "seeds", "seed ids", "IQM final [95% CI]", "IQM best [95% CI]"]
+    header += ["mean ± std (final)", "final per seed", "train s", "collapses", "commits", "RL-Zoo v3 1M"]
     return markdown_table(header, rows)
 
 

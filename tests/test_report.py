@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from benchmarks.report import collapses, improvement, iqm, iqm_interval, load_runs, returns_section, steps_to_reach
+from benchmarks.report import (
+    collapses,
+    improvement,
+    iqm,
+    iqm_interval,
+    load_runs,
+    returns_section,
+    seed_ranges,
+    steps_to_reach,
+)
 
 
 def make_curve(returns: list[float], every: int = 1000) -> list[dict[str, float]]:
@@ -50,6 +59,14 @@ def table_rows(markdown: str, header_start: str) -> list[dict[str, str]]:
 )
 def test_collapses(returns: list[float], expected: int) -> None:
     assert collapses(np.array(returns, dtype=float)) == expected
+
+
+@pytest.mark.parametrize(
+    "seeds, expected",
+    [([12, 10, 11, 13, 14], "10-14"), ([0, 1, 2, 10, 11, 12, 13, 14, 15], "0-2, 10-15"), ([3], "3"), ([0, 2, 4], "0, 2, 4")],
+)
+def test_seed_ranges(seeds: list[int], expected: str) -> None:
+    assert seed_ranges([dict(seed=seed) for seed in seeds]) == expected
 
 
 def test_steps_to_reach() -> None:
@@ -100,6 +117,7 @@ def test_report_from_result_files(tmp_path: pathlib.Path) -> None:
     (row,) = table_rows(markdown, "| env | budget | algorithm | seeds |")
     assert row["algorithm"] == "TRPOVine single-path"
     assert row["seeds"] == "2"
+    assert row["seed ids"] == "0-1"
     assert row["IQM final [95% CI]"].startswith("90.0 [")  # IQM of 2 runs: their mean, (80 + 100) / 2
     assert row["IQM best [95% CI]"].startswith("100.0 [")
     assert row["final per seed"] == "80 100"
