@@ -136,9 +136,9 @@ def seed_ranges(runs: list[Run]) -> str:
     :param runs: runs of one setting
     :return: their seeds as sorted ranges of consecutive seeds, e.g. ``0-2, 10-14``
     """
-    seeds = sorted(run["seed"] for run in runs)
-    starts = [seed for seed in seeds if seed - 1 not in seeds]
-    ends = [seed for seed in seeds if seed + 1 not in seeds]
+    seeds = {run["seed"] for run in runs}
+    starts = sorted(seed for seed in seeds if seed - 1 not in seeds)
+    ends = sorted(seed for seed in seeds if seed + 1 not in seeds)
     return ", ".join(str(start) if start == end else f"{start}-{end}" for start, end in zip(starts, ends, strict=True))
 
 
