@@ -39,7 +39,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
 from benchmarks.common import RESULTS
-from benchmarks.update_variants import VARIANTS
+from benchmarks.update_variants import COLLECTION_VARIANTS, VARIANTS
 from sb3_trpo_vine import TRPOVine
 from sb3_trpo_vine.zoo import preprocess_target_kl
 
@@ -244,13 +244,18 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="hyperparameter overrides (a sweep)")
     parser.add_argument("--tag", default=None, help="name of the sweep setting (required with --set or --variant)")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default=None, help="update ablation (TRPOVine only)")
+    parser.add_argument(
+        "--variant",
+        choices=sorted({**VARIANTS, **COLLECTION_VARIANTS}),
+        default=None,
+        help="update or collection ablation (TRPOVine only)",
+    )
     args = parser.parse_args()
     if args.variant is not None and args.tag is None:
         parser.error("--variant needs a --tag (its runs are not the benchmark's settings)")
     with contextlib.ExitStack() as variant:
         if args.variant is not None:
-            variant.enter_context(VARIANTS[args.variant]())
+            variant.enter_context({**VARIANTS, **COLLECTION_VARIANTS}[args.variant]())
         run_all(args)
 
 

@@ -2,11 +2,12 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch as th
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 
 from benchmarks.update_ablation import PairedUpdates, summarise
-from benchmarks.update_variants import noisy_cg_start, reverse_kl_line_search
+from benchmarks.update_variants import noisy_cg_start, reverse_kl_line_search, sb3_collection
 from sb3_trpo_vine import TRPOVine, trpo_vine, trust_region
 
 
@@ -60,3 +61,31 @@ def test_paired_updates_train_exactly_as_trpovine() -> None:
     assert [row[1] for row in rows] == ["reverse-kl", "cg-noise-start"]
     # the CG start moves the step, but by far less than the step itself
     assert 0 < max(step["cg-noise-start"]["relative_distance"] for step in paired.paired_steps) < 1e-2
+
+
+def test_sb3_collection_collects_with_sb3_code_and_restores() -> None:
+    kwargs = dict(n_steps=64, batch_size=32, seed=0, target_kl=0.02)
+    numpy_collected = TRPOVine("MlpPolicy", gym.make("Pendulum-v1"), **kwargs)
+    numpy_collected.learn(64)
+    with sb3_collection():
+        sb3_collected = TRPOVine("MlpPolicy", gym.make("Pendulum-v1"), **kwargs)
+        sb3_collected.learn(64)
+        buffer = sb3_collected.rollout_buffer
+        # SB3's collection draws actions with torch's RNG, TRPOVine's with its own numpy generator
+        assert not np.array_equal(buffer.actions, numpy_collected.rollout_buffer.actions)
+        # the stored log-probabilities are those of the stored actions under the collecting policy
+        with th.no_grad():
+            _, log_prob, _ = sb3_collected.policy.evaluate_actions(
+                th.as_tensor(buffer.observations), th.as_tensor(buffer.actions)
+            )
+        initial = TRPOVine("MlpPolicy", gym.make("Pendulum-v1"), **kwargs)
+        with th.no_grad():
+            _, initial_log_prob, _ = initial.policy.evaluate_actions(
+                th.as_tensor(buffer.observations), th.as_tensor(buffer.actions)
+            )
+        np.testing.assert_allclose(buffer.log_probs.ravel(), initial_log_prob.numpy(), atol=1e-5)
+        assert not np.allclose(log_prob.numpy(), initial_log_prob.numpy())  # the update after the rollout moved the policy
+        vine = TRPOVine("MlpPolicy", gym.make("Pendulum-v1"), rollout_buffer_class="vine", **kwargs)
+        with pytest.raises(ValueError, match="single-path rollouts only"):
+            vine.learn(64)
+    assert TRPOVine.collect_rollouts is numpy_collected.collect_rollouts.__func__  # restored
