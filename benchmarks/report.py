@@ -8,7 +8,8 @@ Statistics are over runs (seeds), one task (env, budget) at a time, computed wit
 
 - IQM, the interquartile mean: the mean of the middle 50% of the runs' scores (a 25% trimmed mean, which cuts
   int(n / 4) runs at each end, so with 3 runs it equals the mean); of the final evaluation (the last one, after the
-  budget) and of each run's best evaluation;
+  budget), of each run's best evaluation, and of each run's late mean (its mean return over the evaluations after
+  80% of the budget: at 1M steps the last five, less sensitive to one evaluation than the final);
 - 95% confidence intervals: percentile intervals of rliable's stratified bootstrap over runs (n_tasks = 1), with
   numpy's global generator seeded before every estimate so that the report is reproducible;
 - probability of improvement P(X > Y): the probability that a random run of X ends above a random run of Y (ties
@@ -48,6 +49,9 @@ COMPARISONS = (("single_path", "sb3_contrib"), ("vine", "sb3_contrib"), ("vine",
 # published RL-Zoo v3 TRPO returns after 1M steps, by env name before "-v"
 ZOO_BUDGET = 1_000_000
 ZOO_RETURNS = {"Hopper": 3618, "Walker2d": 4933, "HalfCheetah": 1786, "Swimmer": 366, "Ant": 4982}
+
+# the late mean averages the evaluations after this fraction of the budget
+LATE_FRACTION = 0.8
 
 Run = dict[str, Any]
 Task = tuple[str, int]
@@ -110,6 +114,19 @@ def bests(runs: list[Run]) -> np.ndarray:
     :return: the best evaluation return of every run
     """
     return np.array([returns_of(run).max() for run in runs])
+
+
+def late_means(runs: list[Run]) -> np.ndarray:
+    """
+    :param runs: runs of one setting
+    :return: every run's mean evaluation return over its evaluations after ``LATE_FRACTION`` of the budget
+    """
+    return np.array(
+        [
+            np.mean([point["mean_return"] for point in run["curve"] if point["timesteps"] > LATE_FRACTION * run["budget"]])
+            for run in runs
+        ]
+    )
 
 
 def collapses(returns: np.ndarray) -> int:
@@ -237,6 +254,7 @@ def returns_table(tasks: dict[Task, dict[str, list[Run]]], reps: int, seed: int)
                     seed_ranges(runs),
                     iqm_interval(final, reps, seed).format(),
                     iqm_interval(bests(runs), reps, seed).format(),
+                    iqm_interval(late_means(runs), reps, seed).format(),
                     f"{final.mean():.1f} ± {final.std():.1f}",
                     " ".join(f"{value:.0f}" for value in final),
                     f"{np.mean([run['curve'][-1]['seconds'] for run in runs]):.0f}",
@@ -245,7 +263,16 @@ def returns_table(tasks: dict[Task, dict[str, list[Run]]], reps: int, seed: int)
                     zoo_anchor(env_id, budget),
                 ]
             )
-    header = ["env", "budget", "algorithm", "seeds", "seed ids", "IQM final [95% CI]", "IQM best [95% CI]"]
+    header = [
+        "env",
+        "budget",
+        "algorithm",
+        "seeds",
+        "seed ids",
+        "IQM final [95% CI]",
+        "IQM best [95% CI]",
+        "IQM late [95% CI]",
+    ]
     header += ["mean ± std (final)", "final per seed", "train s", "collapses", "commits", "RL-Zoo v3 1M"]
     return markdown_table(header, rows)
 
@@ -255,16 +282,18 @@ def improvement_table(tasks: dict[Task, dict[str, list[Run]]], reps: int, seed: 
     :param tasks: runs by task and algorithm
     :param reps: bootstrap resamples
     :param seed: bootstrap seed
-    :return: P(X > Y) of the final returns for every pair of ``COMPARISONS`` with at least 2 runs each
+    :return: P(X > Y) of the final returns and of the late means for every pair of ``COMPARISONS`` with at least 2 runs each
     """
     rows = []
     for (env_id, budget), algos in tasks.items():
         for x, y in COMPARISONS:
             if len(algos.get(x, [])) >= 2 and len(algos.get(y, [])) >= 2:
-                estimate = improvement(finals(algos[x]), finals(algos[y]), reps, seed)
+                final = improvement(finals(algos[x]), finals(algos[y]), reps, seed)
+                late = improvement(late_means(algos[x]), late_means(algos[y]), reps, seed)
                 runs = f"{len(algos[x])} vs {len(algos[y])}"
-                rows.append([env_id, f"{budget:,}", f"{LABELS[x]} > {LABELS[y]}", estimate.format(2), runs])
-    return markdown_table(["env", "budget", "X > Y", "P(X > Y) [95% CI]", "runs"], rows)
+                rows.append([env_id, f"{budget:,}", f"{LABELS[x]} > {LABELS[y]}", final.format(2), late.format(2), runs])
+    header = ["env", "budget", "X > Y", "P(X > Y) final [95% CI]", "P(X > Y) late [95% CI]", "runs"]
+    return markdown_table(header, rows)
 
 
 def reach_table(tasks: dict[Task, dict[str, list[Run]]]) -> str:
@@ -310,12 +339,16 @@ def returns_section(runs: list[Run], reps: int, seed: int) -> str:
         "file records the hyperparameters and commit it ran with; 300k-step runs before 2026-12-01 used the zoo "
         "entry translated to our KL units for single path and the N=64, K=4, H=50 vine entries).\n\n"
         "Per task (env, budget), over runs (seeds), with rliable: IQM (interquartile mean; with 3 runs it equals the "
-        f"mean) and its 95% stratified-bootstrap CI ({reps:,} resamples, seed {seed}); collapses = evaluations below "
-        "half of the run's best positive return before them, summed over runs; commits = the code the runs were "
+        f"mean) and its 95% stratified-bootstrap CI ({reps:,} resamples, seed {seed}); late = a run's mean return over "
+        "its evaluations after 80% of the budget (at 1M steps the last five: 850k, 900k, 950k, and two after the "
+        "budget, before and after the last update), less sensitive to one evaluation than final; collapses = "
+        "evaluations below half of the run's best positive return before them, summed over runs; commits = the code "
+        "the runs were "
         "made from. RL-Zoo v3 1M: the published RL-Zoo TRPO return at 1M steps.\n\n"
         f"{returns_table(tasks, reps, seed)}\n\n"
         "### Probability of improvement\n\n"
-        "Probability that a random run of X has a higher final return than a random run of Y (ties count one half), "
+        "Probability that a random run of X has a higher final return (late mean) than a random run of Y (ties count "
+        "one half), "
         "95% CI from bootstrapping the runs of both; pairs with at least 2 runs each.\n\n"
         f"{improvement_table(tasks, reps, seed)}\n\n"
         "### Steps and time to single path's final return\n\n"

@@ -9,10 +9,13 @@ import pytest
 from scipy.stats import trim_mean
 
 from benchmarks.report import (
+    by_task,
     collapses,
     improvement,
+    improvement_table,
     iqm,
     iqm_interval,
+    late_means,
     load_runs,
     returns_section,
     seed_ranges,
@@ -69,6 +72,29 @@ def test_seed_ranges(seeds: list[int], expected: str) -> None:
     assert seed_ranges([dict(seed=seed) for seed in seeds]) == expected
 
 
+def test_late_means_average_the_evaluations_after_80_percent_of_the_budget() -> None:
+    # evaluations at 100k ... 1M and the final one after the budget, as benchmarks.returns records them
+    curve = make_curve([10, 20, 30, 40, 50, 60, 70, 80, 90, 100], every=100_000)
+    curve.append(dict(curve[-1], mean_return=110.0))
+    runs = [dict(budget=1_000_000, curve=curve), dict(budget=500_000, curve=curve)]
+    # 1M: 900k, 1M, final -> (90 + 100 + 110) / 3; 500k: everything after 400k -> (50 + ... + 100 + 110) / 7
+    np.testing.assert_allclose(late_means(runs), [100.0, 80.0])
+
+
+def test_improvement_table_compares_finals_and_late_means() -> None:
+    def run(algo: str, seed: int, returns: list[float]) -> dict:
+        return dict(env="Walker2d-v5", algo=algo, seed=seed, budget=1_000, curve=make_curve(returns, every=250))
+
+    # single path ends lower than sb3-contrib on both seeds but is higher over the late evaluations
+    runs = [run("sb3_contrib", 0, [0, 0, 0, 50, 60]), run("sb3_contrib", 1, [0, 0, 0, 40, 70])]
+    runs += [run("single_path", 0, [0, 0, 0, 100, 30]), run("single_path", 1, [0, 0, 0, 90, 30])]
+    (row,) = table_rows(improvement_table(by_task(runs), reps=200, seed=0), "| env |")
+    assert row["X > Y"] == "TRPOVine single-path > sb3_contrib.TRPO"
+    assert row["P(X > Y) final [95% CI]"].startswith("0.00 [")
+    assert row["P(X > Y) late [95% CI]"].startswith("1.00 [")  # late means (after 800 steps): 65, 60 against 55, 55
+    assert row["runs"] == "2 vs 2"
+
+
 def test_steps_to_reach() -> None:
     curve = make_curve([10, 40, 55, 80, 30])
     assert steps_to_reach(curve, 50.0, "timesteps") == 3000.0
@@ -106,7 +132,7 @@ def test_report_from_result_files(tmp_path: pathlib.Path) -> None:
             seed=run["seed"],
             budget=1_000_000,
             hyperparams="{}",
-            curve=make_curve(run["returns"]),
+            curve=make_curve(run["returns"], every=200_000),
             **({"commit": run["commit"]} if "commit" in run else {}),
         )
         (tmp_path / f"Hopper-v5__single_path__{name}__1000000.json").write_text(json.dumps(payload))
@@ -120,6 +146,7 @@ def test_report_from_result_files(tmp_path: pathlib.Path) -> None:
     assert row["seed ids"] == "0-1"
     assert row["IQM final [95% CI]"].startswith("90.0 [")  # IQM of 2 runs: their mean, (80 + 100) / 2
     assert row["IQM best [95% CI]"].startswith("100.0 [")
+    assert row["IQM late [95% CI]"].startswith("75.0 [")  # after 800k steps: (30 + 80) / 2 and (90 + 100) / 2
     assert row["final per seed"] == "80 100"
     assert row["train s"] == "12"
     assert row["collapses"] == "2"  # both in seed 0, none in seed 1
@@ -128,5 +155,5 @@ def test_report_from_result_files(tmp_path: pathlib.Path) -> None:
 
     (reach,) = table_rows(markdown, "| env | budget | single-path IQM final |")
     assert reach["reached"] == "2/2"  # seed 0 at its second evaluation (100), seed 1 at its fifth (90)
-    assert reach["median steps"] == "3,500"
+    assert reach["median steps"] == "700,000"
     assert "python -m benchmarks.returns" in markdown and "python -m benchmarks.report" in markdown
