@@ -9,7 +9,7 @@ Statistics are over runs (seeds), one task (env, budget) at a time, computed wit
 - IQM, the interquartile mean: the mean of the middle 50% of the runs' scores (a 25% trimmed mean, which cuts
   int(n / 4) runs at each end, so with 3 runs it equals the mean); of the final evaluation (the last one, after the
   budget), of each run's best evaluation, and of each run's late mean (its mean return over the evaluations after
-  80% of the budget: at 1M steps the last five, less sensitive to one evaluation than the final);
+  80% of the budget: at 1M steps the last six, less sensitive to one evaluation than the final);
 - 95% confidence intervals: percentile intervals of rliable's stratified bootstrap over runs (n_tasks = 1), with
   numpy's global generator seeded before every estimate so that the report is reproducible;
 - probability of improvement P(X > Y): the probability that a random run of X ends above a random run of Y (ties
@@ -340,11 +340,11 @@ def returns_section(runs: list[Run], reps: int, seed: int) -> str:
         "entry translated to our KL units for single path and the N=64, K=4, H=50 vine entries).\n\n"
         "Per task (env, budget), over runs (seeds), with rliable: IQM (interquartile mean; with 3 runs it equals the "
         f"mean) and its 95% stratified-bootstrap CI ({reps:,} resamples, seed {seed}); late = a run's mean return over "
-        "its evaluations after 80% of the budget (at 1M steps the last five: 850k, 900k, 950k, and two after the "
-        "budget, before and after the last update), less sensitive to one evaluation than final; collapses = "
-        "evaluations below half of the run's best positive return before them, summed over runs; commits = the code "
-        "the runs were "
-        "made from. RL-Zoo v3 1M: the published RL-Zoo TRPO return at 1M steps.\n\n"
+        "its evaluations after 80% of the budget (at 1M steps the last six: those at the first rollouts past 800k, "
+        "850k, 900k and 950k, and two after the budget, before and after the last update), less sensitive to one "
+        "evaluation than final; collapses = evaluations below half of the run's best positive return before them, "
+        "summed over runs; commits = the code the runs were made from. RL-Zoo v3 1M: the published RL-Zoo TRPO "
+        "return at 1M steps.\n\n"
         f"{returns_table(tasks, reps, seed)}\n\n"
         "### Probability of improvement\n\n"
         "Probability that a random run of X has a higher final return (late mean) than a random run of Y (ties count "
