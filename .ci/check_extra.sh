@@ -15,7 +15,7 @@ case "$extra" in
     run="python -m pytest -n 2 -q tests/test_docs.py tests/test_parity.py" ;;
   benchmarks)
     run="python -m benchmarks.report --help && python -m benchmarks.returns --help && python -m benchmarks.speed --help \
-      && python -c 'import benchmarks.atari, benchmarks.vine_throughput, benchmarks.collection_ablation, rliable.library'" ;;
+      && python -c 'import benchmarks.atari, benchmarks.vine_throughput, benchmarks.update_ablation, rliable.library'" ;;
   ray)
     run="python -c 'from sb3_trpo_vine import TRPOVine; from sb3_trpo_vine.distributed import RayVecEnv
 env = RayVecEnv(\"CartPole-v1\", n_envs=2, n_actors=2, seed=0, num_cpus=2)

@@ -67,6 +67,7 @@ def test_sb3_collection_collects_with_sb3_code_and_restores() -> None:
     kwargs = dict(n_steps=64, batch_size=32, seed=0, target_kl=0.02)
     numpy_collected = TRPOVine("MlpPolicy", gym.make("Pendulum-v1"), **kwargs)
     numpy_collected.learn(64)
+    numpy_collection = TRPOVine.collect_rollouts
     with sb3_collection():
         sb3_collected = TRPOVine("MlpPolicy", gym.make("Pendulum-v1"), **kwargs)
         sb3_collected.learn(64)
@@ -88,4 +89,5 @@ def test_sb3_collection_collects_with_sb3_code_and_restores() -> None:
         vine = TRPOVine("MlpPolicy", gym.make("Pendulum-v1"), rollout_buffer_class="vine", **kwargs)
         with pytest.raises(ValueError, match="single-path rollouts only"):
             vine.learn(64)
-    assert TRPOVine.collect_rollouts is numpy_collected.collect_rollouts.__func__  # restored
+        assert TRPOVine.collect_rollouts is not numpy_collection
+    assert TRPOVine.collect_rollouts is numpy_collection  # restored
