@@ -263,17 +263,8 @@ def returns_table(tasks: dict[Task, dict[str, list[Run]]], reps: int, seed: int)
                     zoo_anchor(env_id, budget),
                 ]
             )
-    header = [
-        "env",
-        "budget",
-        "algorithm",
-        "seeds",
-        "seed ids",
-        "IQM final [95% CI]",
-        "IQM best [95% CI]",
-        "IQM late [95% CI]",
-    ]
-    header += ["mean ± std (final)", "final per seed", "train s", "collapses", "commits", "RL-Zoo v3 1M"]
+    header = ["env", "budget", "algorithm", "seeds", "seed ids", "IQM final [95% CI]", "IQM best [95% CI]"]
+    header += ["IQM late [95% CI]", "mean ± std (final)", "final per seed", "train s", "collapses", "commits", "RL-Zoo v3 1M"]
     return markdown_table(header, rows)
 
 
@@ -348,8 +339,7 @@ def returns_section(runs: list[Run], reps: int, seed: int) -> str:
         f"{returns_table(tasks, reps, seed)}\n\n"
         "### Probability of improvement\n\n"
         "Probability that a random run of X has a higher final return (late mean) than a random run of Y (ties count "
-        "one half), "
-        "95% CI from bootstrapping the runs of both; pairs with at least 2 runs each.\n\n"
+        "one half), 95% CI from bootstrapping the runs of both; pairs with at least 2 runs each.\n\n"
         f"{improvement_table(tasks, reps, seed)}\n\n"
         "### Steps and time to single path's final return\n\n"
         "First evaluation at or above single path's IQM final return on the task; medians over the runs that reach "

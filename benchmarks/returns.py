@@ -48,6 +48,8 @@ ZOO_TRPO = pathlib.Path(__import__("rl_zoo3").__file__).parent / "hyperparams" /
 # This package's zoo hyperparameters, by algorithm
 OURS = {scheme: ROOT / "zoo_hyperparams" / f"{scheme}.yml" for scheme in ("single_path", "vine")}
 RUNS = RESULTS / "returns"
+# --variant: ablations of one update or of the data it sees
+TRAINING_VARIANTS = {**VARIANTS, **COLLECTION_VARIANTS}
 SWEEPS = RESULTS / "sweeps"
 ZOO_ONLY_KEYS = ("n_timesteps", "n_envs", "normalize", "policy", "env_wrapper", "frame_stack")
 
@@ -246,7 +248,7 @@ def main() -> None:
     parser.add_argument("--tag", default=None, help="name of the sweep setting (required with --set or --variant)")
     parser.add_argument(
         "--variant",
-        choices=sorted({**VARIANTS, **COLLECTION_VARIANTS}),
+        choices=sorted(TRAINING_VARIANTS),
         default=None,
         help="update or collection ablation (TRPOVine only)",
     )
@@ -255,7 +257,7 @@ def main() -> None:
         parser.error("--variant needs a --tag (its runs are not the benchmark's settings)")
     with contextlib.ExitStack() as variant:
         if args.variant is not None:
-            variant.enter_context({**VARIANTS, **COLLECTION_VARIANTS}[args.variant]())
+            variant.enter_context(TRAINING_VARIANTS[args.variant]())
         run_all(args)
 
 
