@@ -6,7 +6,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
-from stable_baselines3.common.type_aliases import PyTorchObs
+from stable_baselines3.common.type_aliases import PyTorchObs, RolloutBufferSamples
 
 from sb3_trpo_vine.surrogates import (
     AllActionsQ,
@@ -38,7 +38,7 @@ def single_path_objective(buffer: RolloutBuffer, normalize_advantage: bool, sub_
     :return: the surrogate, and the critic's observations and return targets
     """
     samples = next(buffer.get(batch_size=None))
-    surrogate = ImportanceSampledAdvantage(
+    surrogate = ImportanceSampledAdvantage.from_samples(
         samples, normalize_advantage, sub_sampling_factor, isinstance(buffer.action_space, spaces.Discrete)
     )
     return surrogate, samples.observations, samples.returns
@@ -54,6 +54,17 @@ class SinglePathObjectiveMixin:
         :return: the surrogate, and the critic's observations and return targets
         """
         return single_path_objective(self, normalize_advantage, sub_sampling_factor)  # type: ignore[arg-type]
+
+
+def repeat_observations(observations: np.ndarray | dict[str, np.ndarray], repeats: int) -> np.ndarray | dict[str, np.ndarray]:
+    """
+    :param observations: a batch of N observations
+    :param repeats: K
+    :return: the batch of N*K observations, each state repeated K times in a row
+    """
+    if isinstance(observations, dict):
+        return {key: np.repeat(value, repeats, axis=0) for key, value in observations.items()}
+    return np.repeat(observations, repeats, axis=0)
 
 
 def _to_numpy(array: th.Tensor | np.ndarray) -> np.ndarray:
@@ -164,6 +175,11 @@ class VineObjectiveMixin:
         whose next H trunk steps are cut by the rollout's end or a time limit is branched K times as usual. Needs
         q = pi (``action_proposal`` resolving to 'policy'), explicit policy noise (no gSDE) and raw trunk data
         readable through the VecEnv wrappers
+    :param pooled_advantages: one single-path surrogate (Eq. 14) over the trunk's samples, with their GAE advantages,
+        and the rollout set's branches, with their paired advantages A_nk = Q_nk - mean_{j != k} Q_nj; with
+        ``trunk_branch`` a trunk sample that is branch 0 of its state takes the paired advantage instead of its GAE
+        one. Advantages are standardised together (``normalize_advantage``), and the mean KL is taken over the same
+        samples. Needs q = pi (``action_proposal`` resolving to 'policy'); excludes ``trunk_advantages``
     """
 
     buffer_size: int
@@ -184,6 +200,7 @@ class VineObjectiveMixin:
         antithetic: bool = False,
         trunk_advantages: bool = False,
         trunk_branch: bool = False,
+        pooled_advantages: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -221,11 +238,23 @@ class VineObjectiveMixin:
                 "trunk_branch=True reuses the trunk's own action, drawn from pi, as a branch: it needs action_proposal "
                 f"'policy' (q = pi), got {self.action_proposal!r}; set action_proposal='policy' or trunk_branch=False"
             )
+        if pooled_advantages and self.action_proposal != "policy":
+            raise ValueError(
+                "pooled_advantages=True adds the branched actions to the single-path batch as samples of pi: it needs "
+                f"action_proposal 'policy' (q = pi), got {self.action_proposal!r}; set action_proposal='policy' or "
+                "pooled_advantages=False"
+            )
+        if pooled_advantages and trunk_advantages:
+            raise ValueError(
+                "pooled_advantages and trunk_advantages are two ways to combine the trunk's advantages with the rollout "
+                "set's Q-values; set one of them"
+            )
         self.common_random_numbers = common_random_numbers
         self.branch_value_targets = branch_value_targets
         self.antithetic = antithetic
         self.trunk_advantages = trunk_advantages
         self.trunk_branch = trunk_branch
+        self.pooled_advantages = pooled_advantages
         self.trust_region_states = "trunk" if trunk_advantages else trust_region_states
 
     def reset(self) -> None:
@@ -237,6 +266,7 @@ class VineObjectiveMixin:
         self.q_values: np.ndarray | None = None
         self.state_values: np.ndarray | None = None
         self.trunk_positions: np.ndarray | None = None
+        self.trunk_first: np.ndarray | None = None
 
     def set_rollout_set(
         self,
@@ -246,6 +276,7 @@ class VineObjectiveMixin:
         q_values: np.ndarray,
         state_values: np.ndarray | None = None,
         trunk_positions: np.ndarray | None = None,
+        trunk_first: np.ndarray | None = None,
     ) -> None:
         """
         Store the rollout set.
@@ -256,9 +287,12 @@ class VineObjectiveMixin:
         :param q_values: ``(N, K)`` branch estimates
         :param state_values: ``(N,)`` branch estimates of V(s_n), extra critic targets (``branch_value_targets``)
         :param trunk_positions: ``(N, 2)`` (trunk step, env) of each s_n, needed by ``trust_region_states="trunk"``
+            and ``pooled_advantages``
+        :param trunk_first: ``(N,)`` whether branch 0 of s_n is the trunk's own action (``trunk_branch``; None: none is)
         """
         self.state_values = state_values
         self.trunk_positions = trunk_positions
+        self.trunk_first = trunk_first
         self.rollout_observations = observations
         self.branch_actions = actions
         self.branch_log_proposal = log_proposal
@@ -269,31 +303,31 @@ class VineObjectiveMixin:
             return {key: th.as_tensor(value[keep], device=self.device) for key, value in observations.items()}
         return th.as_tensor(observations[keep], device=self.device)
 
-    def policy_objective(self, normalize_advantage: bool, sub_sampling_factor: int) -> PolicyObjective:
-        """
-        The vine surrogate on the rollout set, and the critic targets of the trunk (GAE lambda-returns).
+    def _ordered_trunk(self) -> RolloutBufferSamples:
+        """The trunk samples, row ``env * n_steps + step`` (the order ``get()`` flattened the arrays into)."""
+        return self._get_samples(np.arange(self.buffer_size * self.n_envs))  # type: ignore[attr-defined]
 
-        Advantage normalisation does not apply to Eq. 15 and 16, which use Q estimates directly (the trust-region step
-        is invariant to their scale); with ``trunk_advantages`` the trunk's advantages are always standardised.
+    def _trunk_rows(self, positions: np.ndarray) -> np.ndarray:
+        """:return: the row of each (trunk step, env) position among ``_ordered_trunk()``'s samples"""
+        step, env = positions.T
+        return env * self.buffer_size + step
 
-        :param normalize_advantage: unused by the vine estimators
-        :param sub_sampling_factor: keep every k-th rollout state for the policy step (the trunk states of
-            ``trust_region_states="trunk"`` are all kept)
-        :return: the surrogate, and the critic's observations and return targets
+    def _vine_surrogate(self, sub_sampling_factor: int) -> SurrogateObjective:
         """
-        assert self.q_values is not None, "The vine collector did not fill the rollout set"
-        trunk = next(self.get(batch_size=None))  # type: ignore[attr-defined]  # shuffled samples, for the critic
+        Eq. 15/16 on the rollout set (optionally over the trunk states, or averaged with the trunk's surrogate).
+
+        :param sub_sampling_factor: keep every k-th rollout state
+        :return: the surrogate
+        """
         keep = slice(None, None, sub_sampling_factor)
         q_values = th.as_tensor(self.q_values[keep], device=self.device)
         rows = None
         if self.trust_region_states == "rollout":
             observations = self._to_tensors(self.rollout_observations, keep)
         else:
-            # get() has flattened the trunk arrays to row env * n_steps + step; read them in that order
-            ordered = self._get_samples(np.arange(self.buffer_size * self.n_envs))  # type: ignore[attr-defined]
+            ordered = self._ordered_trunk()
             observations = ordered.observations
-            step, env = self.trunk_positions[keep].T
-            rows = th.as_tensor(env * self.buffer_size + step, device=self.device)
+            rows = th.as_tensor(self._trunk_rows(self.trunk_positions[keep]), device=self.device)
             if self.trunk_advantages:  # Q centred per state and scaled to unit spread, as the trunk's advantages
                 q_values = q_values - q_values.mean(dim=1, keepdim=True)
                 q_values = q_values / (q_values.std() + 1e-8)
@@ -304,10 +338,68 @@ class VineObjectiveMixin:
             actions = th.as_tensor(self.branch_actions[keep], device=self.device)
             log_proposal = th.as_tensor(self.branch_log_proposal[keep], device=self.device)
             vine = SelfNormalizedImportanceQ(observations, actions, log_proposal, q_values, rows)
-        surrogate: SurrogateObjective = vine
         if self.trunk_advantages:
             discrete = isinstance(self.action_space, spaces.Discrete)
-            surrogate = TrunkAndVineSurrogate(ImportanceSampledAdvantage(ordered, True, 1, discrete), vine)
+            return TrunkAndVineSurrogate(ImportanceSampledAdvantage.from_samples(ordered, True, 1, discrete), vine)
+        return vine
+
+    def _pooled_surrogate(self, normalize_advantage: bool, sub_sampling_factor: int) -> ImportanceSampledAdvantage:
+        """
+        Eq. 14 over the trunk's samples and the rollout set's branches (``pooled_advantages``).
+
+        :param normalize_advantage: standardise the pooled advantages
+        :param sub_sampling_factor: keep every k-th pooled sample
+        :return: the surrogate
+        """
+        ordered = self._ordered_trunk()
+        n_states, n_per_state = self.q_values.shape
+        q_values = th.as_tensor(self.q_values, device=self.device)
+        # A_nk = Q_nk - 1/(K-1) sum_{j != k} Q_nj = K/(K-1) (Q_nk - mean_j Q_nj): leave-one-out baseline
+        paired = n_per_state / (n_per_state - 1) * (q_values - q_values.mean(dim=1, keepdim=True))
+        kept = np.ones(self.buffer_size * self.n_envs, dtype=bool)
+        if self.trunk_first is not None:  # those trunk samples are branch 0 of their state: counted once, paired
+            kept[self._trunk_rows(self.trunk_positions[self.trunk_first])] = False
+        kept_rows = th.as_tensor(kept, device=self.device)
+
+        def pool(trunk_part: th.Tensor, branch_part: th.Tensor) -> th.Tensor:
+            return th.cat([trunk_part[kept_rows], branch_part.to(trunk_part.dtype)])
+
+        branch_observations = self._to_tensors(repeat_observations(self.rollout_observations, n_per_state), slice(None))
+        if isinstance(ordered.observations, dict):
+            observations = {key: pool(value, branch_observations[key]) for key, value in ordered.observations.items()}
+        else:
+            observations = pool(ordered.observations, branch_observations)
+        branch_actions = th.as_tensor(self.branch_actions, device=self.device).reshape(n_states * n_per_state, -1)
+        return ImportanceSampledAdvantage(
+            observations,
+            pool(ordered.actions, branch_actions),
+            pool(ordered.old_log_prob, th.as_tensor(self.branch_log_proposal, device=self.device).reshape(-1)),
+            pool(ordered.advantages, paired.reshape(-1)),
+            normalize_advantage,
+            sub_sampling_factor,
+            isinstance(self.action_space, spaces.Discrete),
+        )
+
+    def policy_objective(self, normalize_advantage: bool, sub_sampling_factor: int) -> PolicyObjective:
+        """
+        The vine surrogate on the rollout set, and the critic targets of the trunk (GAE lambda-returns).
+
+        Advantage normalisation does not apply to Eq. 15 and 16, which use Q estimates directly (the trust-region step
+        is invariant to their scale); with ``trunk_advantages`` the trunk's advantages are always standardised.
+
+        :param normalize_advantage: standardise the advantages of ``pooled_advantages`` (unused by the vine
+            estimators)
+        :param sub_sampling_factor: keep every k-th rollout state for the policy step (the trunk states of
+            ``trust_region_states="trunk"`` are all kept; with ``pooled_advantages``, every k-th pooled sample)
+        :return: the surrogate, and the critic's observations and return targets
+        """
+        assert self.q_values is not None, "The vine collector did not fill the rollout set"
+        trunk = next(self.get(batch_size=None))  # type: ignore[attr-defined]  # shuffled samples, for the critic
+        surrogate: SurrogateObjective
+        if self.pooled_advantages:
+            surrogate = self._pooled_surrogate(normalize_advantage, sub_sampling_factor)
+        else:
+            surrogate = self._vine_surrogate(sub_sampling_factor)
         if self.state_values is None:
             return surrogate, trunk.observations, trunk.returns
 

@@ -48,23 +48,54 @@ class ImportanceSampledAdvantage(SurrogateObjective):
     """
     Single-path surrogate: mean_t [ pi_theta(a_t|s_t) / pi_old(a_t|s_t) * A_t ]   (Eq. 14, Section 5.1).
 
-    :param samples: a full rollout batch (``RolloutBuffer.get(batch_size=None)``)
+    :param observations: the sampled states s_t
+    :param actions: the actions a_t taken there, ``(T, action_dim)`` in SB3's buffer layout
+    :param old_log_prob: log pi_old(a_t|s_t), ``(T,)``
+    :param advantages: the advantage estimates A_t, ``(T,)``
     :param normalize_advantage: standardise the advantages first (sb3-contrib's default)
     :param sub_sampling_factor: keep every k-th sample for everything (sb3-contrib's ``sub_sampling_factor``)
     :param discrete_actions: actions are indices of a ``Discrete`` space (stored as floats by SB3)
     """
 
     def __init__(
-        self, samples: RolloutBufferSamples, normalize_advantage: bool, sub_sampling_factor: int, discrete_actions: bool
+        self,
+        observations: PyTorchObs,
+        actions: th.Tensor,
+        old_log_prob: th.Tensor,
+        advantages: th.Tensor,
+        normalize_advantage: bool,
+        sub_sampling_factor: int,
+        discrete_actions: bool,
     ) -> None:
-        super().__init__(subsample_observations(samples.observations, sub_sampling_factor))
-        actions = samples.actions[::sub_sampling_factor]
+        super().__init__(subsample_observations(observations, sub_sampling_factor))
+        actions = actions[::sub_sampling_factor]
         self.actions = actions.long().flatten() if discrete_actions else actions
-        self.old_log_prob = samples.old_log_prob[::sub_sampling_factor]
-        advantages = samples.advantages[::sub_sampling_factor]
+        self.old_log_prob = old_log_prob[::sub_sampling_factor]
+        advantages = advantages[::sub_sampling_factor]
         if normalize_advantage:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         self.advantages = advantages
+
+    @classmethod
+    def from_samples(
+        cls, samples: RolloutBufferSamples, normalize_advantage: bool, sub_sampling_factor: int, discrete_actions: bool
+    ) -> "ImportanceSampledAdvantage":
+        """
+        :param samples: a full rollout batch (``RolloutBuffer.get(batch_size=None)``), with GAE advantages
+        :param normalize_advantage: standardise the advantages first
+        :param sub_sampling_factor: keep every k-th sample
+        :param discrete_actions: actions are indices of a ``Discrete`` space
+        :return: the surrogate on that batch
+        """
+        return cls(
+            samples.observations,
+            samples.actions,
+            samples.old_log_prob,
+            samples.advantages,
+            normalize_advantage,
+            sub_sampling_factor,
+            discrete_actions,
+        )
 
     def __call__(self, distribution: Distribution) -> th.Tensor:
         ratio = th.exp(distribution.log_prob(self.actions) - self.old_log_prob)

@@ -39,7 +39,7 @@ from stable_baselines3.common.vec_env import (
     VecTransposeImage,
 )
 
-from sb3_trpo_vine.buffers import VineObjectiveMixin
+from sb3_trpo_vine.buffers import VineObjectiveMixin, repeat_observations
 from sb3_trpo_vine.finite import check_finite
 from sb3_trpo_vine.sampling import NumpyMlpSampler, TorchSampler, policy_noise, torch_sample
 from sb3_trpo_vine.snapshot import EnvSnapshot, clone_env, restore_snapshot, vec_clone_envs, vec_take_snapshots
@@ -170,17 +170,6 @@ def copy_observations(observations: Observation) -> Observation:
     if isinstance(observations, dict):
         return {key: value.copy() for key, value in observations.items()}
     return observations.copy()
-
-
-def repeat_observations(observations: Observation, repeats: int) -> Observation:
-    """
-    :param observations: a batch of N observations
-    :param repeats: K
-    :return: the batch of N*K observations, each state repeated K times in a row
-    """
-    if isinstance(observations, dict):
-        return {key: np.repeat(value, repeats, axis=0) for key, value in observations.items()}
-    return np.repeat(observations, repeats, axis=0)
 
 
 def uniform_actions(rng: np.random.Generator, action_space: spaces.Space, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -596,6 +585,7 @@ class VineCollector:
             q_matrix.astype(np.float32),
             self._state_values(rollout_observations, actions, log_proposal, q_matrix) if buffer.branch_value_targets else None,
             positions,
+            from_trunk.reshape(n_states, n_per_state)[:, 0] if self.trunk_branch else None,
         )
         return {
             "branch_steps": branch_steps,

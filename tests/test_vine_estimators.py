@@ -7,7 +7,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_trpo_vine import TRPOVine, VineRolloutBuffer
 from sb3_trpo_vine.distributions import distribution_parameters, kl_divergence
-from sb3_trpo_vine.surrogates import SelfNormalizedImportanceQ, TrunkAndVineSurrogate
+from sb3_trpo_vine.surrogates import ImportanceSampledAdvantage, SelfNormalizedImportanceQ, TrunkAndVineSurrogate
 
 N_STEPS = 64
 
@@ -116,3 +116,44 @@ def test_trunk_advantages_average_the_single_path_and_vine_surrogates():
     q_values = surrogate.vine.q_values
     th.testing.assert_close(q_values.mean(dim=1), th.zeros(16), atol=1e-5, rtol=0)
     assert float(q_values.std()) == pytest.approx(1.0, rel=1e-4)
+
+
+@pytest.mark.parametrize("trunk_branch", [False, True])
+def test_pooled_advantages_add_the_branches_to_the_single_path_batch(trunk_branch):
+    model = vine_model(pooled_advantages=True, trunk_branch=trunk_branch)
+    buffer = collect(model)
+    surrogate = model._policy_objective()[0]
+    assert isinstance(surrogate, ImportanceSampledAdvantage)
+    trunk_first = buffer.trunk_first if trunk_branch else np.zeros(16, dtype=bool)
+    assert trunk_first.any() == trunk_branch
+    n_trunk = 2 * N_STEPS - int(trunk_first.sum())
+    assert surrogate.observations.shape[0] == n_trunk + 16 * 2
+    # a trunk-branched state's branch 0 is the trunk's own action, whose trunk sample left the batch
+    step, env = buffer.trunk_positions.T
+    rows = env * N_STEPS + step  # get() flattened the trunk env-major
+    trunk_actions = buffer.actions[rows]
+    np.testing.assert_array_equal(trunk_actions[trunk_first], buffer.branch_actions[trunk_first, 0])
+    assert not np.allclose(trunk_actions[~trunk_first], buffer.branch_actions[~trunk_first, 0])
+    # K = 2: the paired advantages are +-(Q_0 - Q_1), standardised together with the kept GAE advantages
+    kept = np.ones(2 * N_STEPS, dtype=bool)
+    kept[rows[trunk_first]] = False
+    q_difference = buffer.q_values[:, 0] - buffer.q_values[:, 1]
+    advantages = np.concatenate([buffer.advantages.reshape(-1)[kept], np.stack([q_difference, -q_difference], 1).ravel()])
+    expected = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
+    np.testing.assert_allclose(surrogate.advantages.numpy(), expected, rtol=1e-4, atol=1e-5)
+    # the branches enter with the log-probabilities they were drawn with (q = pi_old): ratio 1 at theta_old
+    with th.no_grad():
+        log_prob = model.policy.get_distribution(surrogate.observations).log_prob(surrogate.actions)
+    th.testing.assert_close(log_prob, surrogate.old_log_prob, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs, match",
+    [
+        ("Pendulum-v1", dict(pooled_advantages=True, trunk_advantages=True), "set one of them"),
+        ("CartPole-v1", dict(pooled_advantages=True), "needs action_proposal 'policy'"),
+    ],
+)
+def test_pooled_advantages_errors(env_id, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        vine_model(env_id, **kwargs)
