@@ -382,7 +382,8 @@ class VineObjectiveMixin:
 
     def policy_objective(self, normalize_advantage: bool, sub_sampling_factor: int) -> PolicyObjective:
         """
-        The vine surrogate on the rollout set, and the critic targets of the trunk (GAE lambda-returns).
+        The vine surrogate on the rollout set (or, with ``pooled_advantages``, the single-path surrogate over the trunk
+        and the branches), and the critic targets of the trunk (GAE lambda-returns).
 
         Advantage normalisation does not apply to Eq. 15 and 16, which use Q estimates directly (the trust-region step
         is invariant to their scale); with ``trunk_advantages`` the trunk's advantages are always standardised.
