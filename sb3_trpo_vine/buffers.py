@@ -19,9 +19,11 @@ from sb3_trpo_vine.surrogates import (
 ACTION_PROPOSALS = ("auto", "policy", "uniform", "all")
 TRUST_REGION_STATES = ("rollout", "trunk")
 MAX_ENUMERATED_ACTIONS = 10
-# Vine defaults from the sweeps in docs/guide/vine.md: many short branches (a quarter of the trunk states, two
-# actions each, H = 10 with the critic bootstrapping the rest) beat few long ones at the same simulator budget
+# Vine defaults from the sweeps in docs/guide/vine.md: many short branches (two actions each, H = 10 with the critic
+# bootstrapping the rest) beat few long ones at the same simulator budget. The paper's estimators take a quarter of the
+# trunk states; pooled advantages, the default for Box actions, 1/32 of them (64 of Hopper-v5's 2 x 1024)
 DEFAULT_ROLLOUT_STATE_FRACTION = 0.25
+DEFAULT_POOLED_ROLLOUT_STATE_FRACTION = 1 / 32
 
 PolicyObjective = tuple[SurrogateObjective, PyTorchObs, th.Tensor]
 
@@ -153,7 +155,8 @@ class VineObjectiveMixin:
     log-probabilities and the branch estimates Q(s_n, a_nk). Filled by ``sb3_trpo_vine.vine.VineCollector``.
 
     :param n_rollout_states: N, states of the rollout set per iteration, drawn uniformly without replacement from
-        the trunk's ``n_steps * n_envs`` states (default: a quarter of them, at least 1)
+        the trunk's ``n_steps * n_envs`` states (default: 1/32 of them with ``pooled_advantages``, else a quarter;
+        at least 1)
     :param n_actions_per_state: K, actions branched per state (ignored when every action is branched)
     :param rollout_length: H, simulator steps of each branch including the branched action; the return is
         bootstrapped with gamma^H V(s_H) when cut by H or by a time limit, and not after a termination
@@ -174,12 +177,15 @@ class VineObjectiveMixin:
         with ``common_random_numbers`` the others replay the trunk's policy noise after their branched action. A state
         whose next H trunk steps are cut by the rollout's end or a time limit is branched K times as usual. Needs
         q = pi (``action_proposal`` resolving to 'policy'), explicit policy noise (no gSDE) and raw trunk data
-        readable through the VecEnv wrappers
+        readable through the VecEnv wrappers. Default (None): on with ``pooled_advantages`` wherever the policy and
+        the wrappers allow it, off otherwise; True raises where they do not
     :param pooled_advantages: one single-path surrogate (Eq. 14) over the trunk's samples, with their GAE advantages,
         and the rollout set's branches, with their paired advantages A_nk = Q_nk - mean_{j != k} Q_nj; with
         ``trunk_branch`` a trunk sample that is branch 0 of its state takes the paired advantage instead of its GAE
         one. Advantages are standardised together (``normalize_advantage``), and the mean KL is taken over the same
-        samples. Needs q = pi (``action_proposal`` resolving to 'policy'); excludes ``trunk_advantages``
+        samples. Needs q = pi (``action_proposal`` resolving to 'policy'); excludes ``trunk_advantages`` and
+        ``trust_region_states="trunk"``. Default (None): on for Box action spaces sampled from pi unless one of those
+        two asks for Eq. 15/16's surrogate, off otherwise (Discrete spaces keep Eq. 15/16)
     """
 
     buffer_size: int
@@ -199,17 +205,24 @@ class VineObjectiveMixin:
         trust_region_states: str = "rollout",
         antithetic: bool = False,
         trunk_advantages: bool = False,
-        trunk_branch: bool = False,
-        pooled_advantages: bool = False,
+        trunk_branch: bool | None = None,
+        pooled_advantages: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.action_proposal = resolve_action_proposal(action_proposal, self.action_space)
         if self.action_proposal == "all":
             n_actions_per_state = int(self.action_space.n)  # type: ignore[attr-defined]
+        if pooled_advantages is None:
+            vine_options = trunk_advantages or trust_region_states != "rollout"  # options of Eq. 15/16's surrogate
+            pooled_advantages = isinstance(self.action_space, spaces.Box) and self.action_proposal == "policy"
+            pooled_advantages = pooled_advantages and not vine_options
+        if trunk_branch is None and not pooled_advantages:
+            trunk_branch = False
         trunk_size = self.buffer_size * self.n_envs
         if n_rollout_states is None:
-            n_rollout_states = max(1, int(DEFAULT_ROLLOUT_STATE_FRACTION * trunk_size))
+            fraction = DEFAULT_POOLED_ROLLOUT_STATE_FRACTION if pooled_advantages else DEFAULT_ROLLOUT_STATE_FRACTION
+            n_rollout_states = max(1, int(fraction * trunk_size))
         if not 1 <= n_rollout_states <= trunk_size:
             raise ValueError(
                 f"n_rollout_states must be between 1 and the trunk size n_steps * n_envs = {trunk_size}, "
@@ -249,11 +262,16 @@ class VineObjectiveMixin:
                 "pooled_advantages and trunk_advantages are two ways to combine the trunk's advantages with the rollout "
                 "set's Q-values; set one of them"
             )
+        if pooled_advantages and trust_region_states != "rollout":
+            raise ValueError(
+                "pooled_advantages=True takes the mean KL over the pooled trunk and branch samples already; "
+                "trust_region_states applies to Eq. 15/16: set pooled_advantages=False or drop trust_region_states"
+            )
         self.common_random_numbers = common_random_numbers
         self.branch_value_targets = branch_value_targets
         self.antithetic = antithetic
         self.trunk_advantages = trunk_advantages
-        self.trunk_branch = trunk_branch
+        self.trunk_branch = trunk_branch  # None: wherever the policy and wrappers allow (VineCollector decides)
         self.pooled_advantages = pooled_advantages
         self.trust_region_states = "trunk" if trunk_advantages else trust_region_states
 

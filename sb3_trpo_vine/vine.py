@@ -305,20 +305,23 @@ class VineCollector:
 
     def _resolve_trunk_branch(self, buffer: VineObjectiveMixin) -> bool:
         """
-        Check that the trunk can serve as branch 0 when ``trunk_branch`` asks for it.
+        Decide whether the trunk serves as branch 0: always when ``trunk_branch`` is True (an error if it cannot),
+        wherever it can when it is None (the default with ``pooled_advantages``), never when it is False.
 
         :param buffer: the vine buffer
         :return: whether it does; if so, ``self.trunk_source`` and ``self.transform_above_source`` are set
         """
-        if not buffer.trunk_branch:
+        if buffer.trunk_branch is False:
             return False
-        if self.policy.use_sde:
-            raise ValueError(
-                "trunk_branch=True replays the trunk's explicit policy noise in the branches, but gSDE draws its own; "
-                "set use_sde=False or trunk_branch=False"
-            )
-        source = trunk_transition_source(self.env)
+        source = None if self.policy.use_sde else trunk_transition_source(self.env)
         if source is None:
+            if buffer.trunk_branch is None:
+                return False
+            if self.policy.use_sde:
+                raise ValueError(
+                    "trunk_branch=True replays the trunk's explicit policy noise in the branches, but gSDE draws its "
+                    "own; set use_sde=False or trunk_branch=False"
+                )
             raise ValueError(
                 "trunk_branch=True reads raw trunk data from the outermost VecNormalize, but another VecNormalize or a "
                 "VecTransposeImage lies inside it; wrap VecNormalize directly around the base VecEnv or set "

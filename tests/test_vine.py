@@ -113,7 +113,9 @@ def test_branch_value_targets_extend_the_critic_data(continuous):
 
 
 def test_continuous_self_normalized_estimator_and_crn():
-    model = constant_critic_model(DummyVecEnv([lambda: RewardIsActionEnv(continuous=True)]), n_actions_per_state=16)
+    model = constant_critic_model(
+        DummyVecEnv([lambda: RewardIsActionEnv(continuous=True)]), n_actions_per_state=16, pooled_advantages=False
+    )
     buffer = collect(model)
     assert buffer.action_proposal == "policy" and buffer.q_values.shape == (32, 16)
     actions = buffer.branch_actions[..., 0]

@@ -12,16 +12,17 @@ from sb3_trpo_vine.surrogates import ImportanceSampledAdvantage, SelfNormalizedI
 N_STEPS = 64
 
 
-def vine_model(env_id: str = "Pendulum-v1", n_envs: int = 2, **buffer_kwargs) -> TRPOVine:
+def vine_model(env_id: str = "Pendulum-v1", n_envs: int = 2, use_sde: bool = False, **buffer_kwargs) -> TRPOVine:
     return TRPOVine(
         "MlpPolicy",
         make_vec_env(env_id, n_envs=n_envs, seed=0),
         n_steps=N_STEPS,
         batch_size=32,
         seed=0,
+        use_sde=use_sde,
         policy_kwargs=dict(net_arch=[16]),
         rollout_buffer_class="vine",
-        rollout_buffer_kwargs=dict(n_rollout_states=16, rollout_length=5, **buffer_kwargs),
+        rollout_buffer_kwargs=dict(dict(n_rollout_states=16, rollout_length=5) | buffer_kwargs),
     )
 
 
@@ -35,18 +36,34 @@ def gradient(model: TRPOVine, value: th.Tensor) -> th.Tensor:
     return th.cat([part.reshape(-1) for part in th.autograd.grad(value, model._actor_params)])
 
 
-def test_vine_defaults_are_many_short_branches():
-    buffer = TRPOVine("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2), n_steps=512, rollout_buffer_class="vine")
-    buffer = buffer.rollout_buffer
-    assert (buffer.n_rollout_states, buffer.n_actions_per_state, buffer.rollout_length) == (256, 2, 10)
+def test_vine_defaults_for_box_actions_are_pooled_advantages_with_the_trunk_as_a_branch():
+    model = TRPOVine("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), n_steps=512, rollout_buffer_class="vine")
+    buffer = model.rollout_buffer
+    assert (buffer.n_rollout_states, buffer.n_actions_per_state, buffer.rollout_length) == (32, 2, 10)  # 1/32
+    assert (buffer.pooled_advantages, buffer.trunk_branch, buffer.action_proposal) == (True, None, "policy")
     assert (buffer.trust_region_states, buffer.antithetic, buffer.trunk_advantages) == ("rollout", False, False)
-    assert buffer.trunk_branch is False  # opt-in: it lost to the paper's K branches on Hopper-v5 at 1M steps
-    assert (
-        TRPOVine(
-            "MlpPolicy", "Pendulum-v1", n_steps=3, batch_size=3, rollout_buffer_class="vine"
-        ).rollout_buffer.n_rollout_states
-        == 1
-    )
+    collect(model)
+    assert buffer.trunk_first is not None and buffer.trunk_first.any()  # explicit noise: the trunk is branch 0
+    assert model.logger.name_to_value["vine/trunk_branch_fraction"] == pytest.approx(buffer.trunk_first.mean())
+    tiny = TRPOVine("MlpPolicy", "Pendulum-v1", n_steps=3, batch_size=3, rollout_buffer_class="vine")
+    assert tiny.rollout_buffer.n_rollout_states == 1
+
+
+def test_vine_defaults_drop_the_trunk_branch_under_gsde_and_keep_it_when_asked_for_explicitly():
+    gsde = vine_model(n_rollout_states=None, use_sde=True)
+    assert (gsde.rollout_buffer.n_rollout_states, gsde.rollout_buffer.pooled_advantages) == (4, True)  # 128 / 32
+    assert collect(gsde).trunk_first is None  # gSDE draws its own noise: every state is branched K times
+    with pytest.raises(ValueError, match="use_sde=False or trunk_branch=False"):
+        collect(vine_model(use_sde=True, trunk_branch=True))
+
+
+def test_vine_defaults_for_discrete_actions_are_the_papers_estimators_on_a_quarter_of_the_trunk():
+    buffer = TRPOVine("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), n_steps=512, rollout_buffer_class="vine")
+    buffer = buffer.rollout_buffer
+    assert (buffer.n_rollout_states, buffer.n_actions_per_state, buffer.action_proposal) == (256, 2, "all")
+    assert (buffer.pooled_advantages, buffer.trunk_branch) == (False, False)
+    explicit = vine_model(pooled_advantages=False)  # Box with Eq. 16 asked for: no trunk branch either
+    assert (explicit.rollout_buffer.pooled_advantages, explicit.rollout_buffer.trunk_branch) == (False, False)
 
 
 def test_antithetic_actions_are_symmetric_about_the_mean():
@@ -76,7 +93,7 @@ def test_estimator_option_errors(kwargs, match):
 
 
 def test_trunk_trust_region_uses_the_rollout_surrogate_and_constrains_every_trunk_state():
-    paper, trunk = vine_model(), vine_model(trust_region_states="trunk")
+    paper, trunk = vine_model(pooled_advantages=False), vine_model(trust_region_states="trunk")
     collect(paper)
     collect(trunk)
     paper_surrogate, trunk_surrogate = paper._policy_objective()[0], trunk._policy_objective()[0]
@@ -152,6 +169,7 @@ def test_pooled_advantages_add_the_branches_to_the_single_path_batch(trunk_branc
     [
         ("Pendulum-v1", dict(pooled_advantages=True, trunk_advantages=True), "set one of them"),
         ("CartPole-v1", dict(pooled_advantages=True), "needs action_proposal 'policy'"),
+        ("Pendulum-v1", dict(pooled_advantages=True, trust_region_states="trunk"), "applies to Eq. 15/16"),
     ],
 )
 def test_pooled_advantages_errors(env_id, kwargs, match):
