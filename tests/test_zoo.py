@@ -19,6 +19,7 @@ import rl_zoo3.enjoy
 import rl_zoo3.exp_manager
 import rl_zoo3.train
 import yaml
+from gymnasium import spaces
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
 from benchmarks.returns import model_hyperparams, zoo_entry
@@ -178,9 +179,13 @@ def test_every_entry_constructs_a_model(scheme, env_id, tmp_path):
         is_vine = isinstance(model.rollout_buffer, VineObjectiveMixin)
         assert is_vine == (stated_scheme(scheme, env_id) == "vine")
         if is_vine:
-            # Without rollout_buffer_kwargs (the default entry) the buffer's defaults: N = trunk / 4, K = 2, H = 10
+            # Unless rollout_buffer_kwargs say otherwise, the buffer's defaults: pooled advantages on 1/32 of the trunk
+            # states for Box actions, Eq. 15/16 on a quarter of them otherwise; K = 2, H = 10
             buffer, settings = model.rollout_buffer, entry.get("rollout_buffer_kwargs", {})
-            assert buffer.n_rollout_states == settings.get("n_rollout_states", max(1, model.n_steps * model.n_envs // 4))
+            assert buffer.pooled_advantages == settings.get("pooled_advantages", isinstance(model.action_space, spaces.Box))
+            trunk_states = model.n_steps * model.n_envs
+            default_n = max(1, trunk_states // (32 if buffer.pooled_advantages else 4))
+            assert buffer.n_rollout_states == settings.get("n_rollout_states", default_n)
             assert buffer.rollout_length == settings.get("rollout_length", 10)
             if buffer.action_proposal != "all":  # K is only stated where not every action is branched
                 assert buffer.n_actions_per_state == settings.get("n_actions_per_state", 2)
