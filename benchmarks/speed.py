@@ -155,7 +155,8 @@ def main() -> None:
         f"--torch-threads {args.torch_threads}`; machine: "
         f"{results['machine']}.\n\nSame RL-Zoo hyperparameters and seeds for every run (MuJoCo: 2 envs, VecNormalize, "
         "n_steps 1024, batch 128, 20 critic updates, cg_max_steps 25, cg_damping 0.1, lr 1e-3; CartPole-v1: the zoo "
-        f"entry); vine with its default settings (a quarter of the trunk states, 2 actions each, rollout length 10). "
+        "entry); vine with its default settings (MuJoCo: pooled advantages on 1/32 of the trunk states with the trunk "
+        "as one of 2 branches; CartPole-v1: Eq. 15 on a quarter of them, both actions; rollout length 10). "
         f"{args.note} Each run is "
         f"{args.iterations} whole iterations of `learn()` (collection + update); simulator steps/s, vine counting its "
         f"branch steps. Runs interleaved, median of {args.repeats}.\n\n{table}\n",
