@@ -213,10 +213,10 @@ class VineObjectiveMixin:
         self.action_proposal = resolve_action_proposal(action_proposal, self.action_space)
         if self.action_proposal == "all":
             n_actions_per_state = int(self.action_space.n)  # type: ignore[attr-defined]
-        if pooled_advantages is None:
-            vine_options = trunk_advantages or trust_region_states != "rollout"  # options of Eq. 15/16's surrogate
-            pooled_advantages = isinstance(self.action_space, spaces.Box) and self.action_proposal == "policy"
-            pooled_advantages = pooled_advantages and not vine_options
+        if pooled_advantages is None:  # Box actions from pi, unless an option of Eq. 15/16's surrogate is asked for
+            eq16_options = trunk_advantages or trust_region_states != "rollout"
+            box_from_pi = isinstance(self.action_space, spaces.Box) and self.action_proposal == "policy"
+            pooled_advantages = box_from_pi and not eq16_options
         if trunk_branch is None and not pooled_advantages:
             trunk_branch = False
         trunk_size = self.buffer_size * self.n_envs

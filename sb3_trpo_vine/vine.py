@@ -313,22 +313,23 @@ class VineCollector:
         """
         if buffer.trunk_branch is False:
             return False
-        source = None if self.policy.use_sde else trunk_transition_source(self.env)
-        if source is None:
-            if buffer.trunk_branch is None:
-                return False
-            if self.policy.use_sde:
-                raise ValueError(
-                    "trunk_branch=True replays the trunk's explicit policy noise in the branches, but gSDE draws its "
-                    "own; set use_sde=False or trunk_branch=False"
-                )
-            raise ValueError(
+        if self.policy.use_sde:
+            problem = (
+                "trunk_branch=True replays the trunk's explicit policy noise in the branches, but gSDE draws its own; "
+                "set use_sde=False or trunk_branch=False"
+            )
+        elif (source := trunk_transition_source(self.env)) is None:
+            problem = (
                 "trunk_branch=True reads raw trunk data from the outermost VecNormalize, but another VecNormalize or a "
                 "VecTransposeImage lies inside it; wrap VecNormalize directly around the base VecEnv or set "
                 "trunk_branch=False"
             )
-        self.trunk_source, self.transform_above_source = source
-        return True
+        else:
+            self.trunk_source, self.transform_above_source = source
+            return True
+        if buffer.trunk_branch is None:  # the default: every branch is simulated instead
+            return False
+        raise ValueError(problem)
 
     def record(self, step: int, observations: Observation) -> None:
         """
