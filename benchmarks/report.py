@@ -17,7 +17,8 @@ Statistics are over runs (seeds), one task (env, budget) at a time, computed wit
 - collapses: evaluations i > 0 whose return is below half of the run's best return over evaluations 0..i-1 while
   that best is positive, counted over all runs;
 - steps and seconds to reach single path's IQM final return: the first evaluation at or above it, median over the
-  runs that reach it.
+  runs that reach it, and the time by which half of all runs have reached it (a run that never does counts as
+  never: the ceil(n / 2)-th smallest time, "never" when fewer than half reach it).
 
     python -m benchmarks.report [--reps 2000] [--seed 0]
 """
@@ -146,6 +147,16 @@ def steps_to_reach(curve: list[dict[str, float]], threshold: float, key: str) ->
     :return: ``key`` at the first evaluation whose return is at least ``threshold``, None when none is
     """
     return next((float(point[key]) for point in curve if point["mean_return"] >= threshold), None)
+
+
+def half_reached(times: list[float | None]) -> float | None:
+    """
+    :param times: each run's time to reach a return, None for a run that never reaches it
+    :return: the time by which half of the runs (rounded up) have reached it, None when fewer than half ever do
+    """
+    ordered = sorted(time for time in times if time is not None)
+    needed = -(-len(times) // 2)
+    return ordered[needed - 1] if len(ordered) >= needed else None
 
 
 def seed_ranges(runs: list[Run]) -> str:
@@ -303,9 +314,12 @@ def reach_table(tasks: dict[Task, dict[str, list[Run]]]) -> str:
             reached = [value for value in steps if value is not None]
             median_steps = f"{np.median(reached):,.0f}" if reached else "-"
             median_seconds = f"{np.median([s for s in seconds if s is not None]):.0f}" if reached else "-"
+            half_steps, half_seconds = half_reached(steps), half_reached(seconds)
             row = [env_id, f"{budget:,}", f"{threshold:.1f}", LABELS[algo], f"{len(reached)}/{len(runs)}"]
-            rows.append([*row, median_steps, median_seconds])
+            half = ["never", "never"] if half_steps is None else [f"{half_steps:,.0f}", f"{half_seconds:.0f}"]
+            rows.append([*row, median_steps, median_seconds, *half])
     header = ["env", "budget", "single-path IQM final", "algorithm", "reached", "median steps", "median train s"]
+    header += ["half of runs: steps", "half of runs: train s"]
     return markdown_table(header, rows)
 
 
@@ -343,7 +357,9 @@ def returns_section(runs: list[Run], reps: int, seed: int) -> str:
         f"{improvement_table(tasks, reps, seed)}\n\n"
         "### Steps and time to single path's final return\n\n"
         "First evaluation at or above single path's IQM final return on the task; medians over the runs that reach "
-        "it.\n\n"
+        "it, and the steps and seconds by which half of all runs have reached it (a run that never does counts as "
+        'never; "never" when fewer than half do). Seconds compare only between runs made on the same machine and '
+        "day: the commits column of the returns table says when each task's runs were made.\n\n"
         f"{reach_table(tasks)}\n\n{plots}\n"
     )
 

@@ -11,12 +11,14 @@ from scipy.stats import trim_mean
 from benchmarks.report import (
     by_task,
     collapses,
+    half_reached,
     improvement,
     improvement_table,
     iqm,
     iqm_interval,
     late_means,
     load_runs,
+    reach_table,
     returns_section,
     seed_ranges,
     steps_to_reach,
@@ -101,6 +103,29 @@ def test_steps_to_reach() -> None:
     assert steps_to_reach(curve, 50.0, "seconds") == 6.0
     assert steps_to_reach(curve, 40.0, "timesteps") == 2000.0  # reaching is "at least"
     assert steps_to_reach(curve, 81.0, "timesteps") is None
+
+
+def test_half_reached_counts_runs_that_never_reach() -> None:
+    assert half_reached([30.0, None, 10.0, 20.0]) == 20.0  # 2 of 4 by 20
+    assert half_reached([30.0, None, 10.0, None, 20.0]) == 30.0  # 3 of 5 needed
+    assert half_reached([None, None, 10.0, None, 20.0]) is None
+    assert half_reached([None, 5.0]) == 5.0
+
+
+def test_reach_table_reports_medians_over_reaching_runs_and_over_all_runs() -> None:
+    def run(algo: str, seed: int, returns: list[float]) -> dict:
+        return dict(env="Hopper-v5", algo=algo, seed=seed, budget=4_000, curve=make_curve(returns))
+
+    # single path's IQM final is 100 (mean of 3); vine reaches it at 1000 steps in one run of three, never in two
+    runs = [run("single_path", 0, [0, 0, 100, 100]), run("single_path", 1, [0, 100, 0, 100])]
+    runs += [run("single_path", 2, [0, 0, 0, 100])]
+    runs += [run("vine", 0, [100, 0, 0, 0]), run("vine", 1, [0, 0, 0, 0]), run("vine", 2, [0, 0, 0, 0])]
+    rows = {row["algorithm"]: row for row in table_rows(reach_table(by_task(runs)), "| env |")}
+    single_path, vine = rows["TRPOVine single-path"], rows["TRPOVine vine"]
+    assert single_path["reached"] == "3/3" and single_path["median steps"] == "3,000"  # first at 3000, 2000, 4000
+    assert single_path["half of runs: steps"] == "3,000" and single_path["half of runs: train s"] == "6"
+    assert vine["reached"] == "1/3" and vine["median steps"] == "1,000"  # faster among the runs that reach it
+    assert vine["half of runs: steps"] == "never" and vine["half of runs: train s"] == "never"
 
 
 def test_iqm_matches_trimmed_mean() -> None:
