@@ -18,7 +18,10 @@ Statistics are over runs (seeds), one task (env, budget) at a time, computed wit
   that best is positive, counted over all runs;
 - steps and seconds to reach single path's IQM final return: the first evaluation at or above it, median over the
   runs that reach it, and the time by which half of all runs have reached it (a run that never does counts as
-  never: the ceil(n / 2)-th smallest time, "never" when fewer than half reach it).
+  never: the ceil(n / 2)-th smallest time, "never" when fewer than half reach it), and where the IQM curve (the IQM
+  over runs of each evaluation) first reaches it, at the median steps and seconds of that evaluation;
+- wall-clock within one session: the same table for runs made one after the other on one machine, the sweep runs
+  tagged ``same-session-rerun`` and the benchmark runs made from the same commit.
 
     python -m benchmarks.report [--reps 2000] [--seed 0]
 """
@@ -53,6 +56,7 @@ ZOO_RETURNS = {"Hopper": 3618, "Walker2d": 4933, "HalfCheetah": 1786, "Swimmer":
 
 # the late mean averages the evaluations after this fraction of the budget
 LATE_FRACTION = 0.8
+SAME_SESSION_TAG = "same-session-rerun"  # sweep runs repeated in one session to compare wall-clock
 
 Run = dict[str, Any]
 Task = tuple[str, int]
@@ -78,8 +82,15 @@ def load_runs(folder: pathlib.Path = RETURNS) -> list[Run]:
     :param folder: a folder of result files
     :return: its runs, sorted by env, budget, algorithm, tag and seed
     """
-    runs = [json.loads(path.read_text()) for path in folder.glob("*.json")]
-    return sorted(runs, key=lambda run: (run["env"], run["budget"], run["algo"], run.get("tag") or "", run["seed"]))
+    return sorted((json.loads(path.read_text()) for path in folder.glob("*.json")), key=run_order)
+
+
+def run_order(run: Run) -> tuple[str, int, str, str, int]:
+    """
+    :param run: one saved run
+    :return: its sort key: env, budget, algorithm, tag and seed
+    """
+    return run["env"], run["budget"], run["algo"], run.get("tag") or "", run["seed"]
 
 
 def by_task(runs: list[Run]) -> dict[Task, dict[str, list[Run]]]:
@@ -147,6 +158,21 @@ def steps_to_reach(curve: list[dict[str, float]], threshold: float, key: str) ->
     :return: ``key`` at the first evaluation whose return is at least ``threshold``, None when none is
     """
     return next((float(point[key]) for point in curve if point["mean_return"] >= threshold), None)
+
+
+def iqm_curve_reach(runs: list[Run], threshold: float) -> tuple[float, float] | None:
+    """
+    :param runs: runs of one setting, evaluated at the same points (their first common number of evaluations)
+    :param threshold: the return to reach
+    :return: median simulator steps and seconds of the first evaluation whose IQM over the runs is at least
+        ``threshold``, None when none is
+    """
+    n_evaluations = min(len(run["curve"]) for run in runs)
+    for index in range(n_evaluations):
+        points = [run["curve"][index] for run in runs]
+        if iqm(np.array([point["mean_return"] for point in points])) >= threshold:
+            return float(np.median([p["timesteps"] for p in points])), float(np.median([p["seconds"] for p in points]))
+    return None
 
 
 def half_reached(times: list[float | None]) -> float | None:
@@ -317,9 +343,11 @@ def reach_table(tasks: dict[Task, dict[str, list[Run]]]) -> str:
             half_steps, half_seconds = half_reached(steps), half_reached(seconds)
             row = [env_id, f"{budget:,}", f"{threshold:.1f}", LABELS[algo], f"{len(reached)}/{len(runs)}"]
             half = ["never", "never"] if half_steps is None else [f"{half_steps:,.0f}", f"{half_seconds:.0f}"]
-            rows.append([*row, median_steps, median_seconds, *half])
+            aggregate = iqm_curve_reach(runs, threshold)
+            by_iqm = ["never", "never"] if aggregate is None else [f"{aggregate[0]:,.0f}", f"{aggregate[1]:.0f}"]
+            rows.append([*row, median_steps, median_seconds, *half, *by_iqm])
     header = ["env", "budget", "single-path IQM final", "algorithm", "reached", "median steps", "median train s"]
-    header += ["half of runs: steps", "half of runs: train s"]
+    header += ["half of runs: steps", "half of runs: train s", "IQM curve: steps", "IQM curve: train s"]
     return markdown_table(header, rows)
 
 
@@ -358,9 +386,50 @@ def returns_section(runs: list[Run], reps: int, seed: int) -> str:
         "### Steps and time to single path's final return\n\n"
         "First evaluation at or above single path's IQM final return on the task; medians over the runs that reach "
         "it, and the steps and seconds by which half of all runs have reached it (a run that never does counts as "
-        'never; "never" when fewer than half do). Seconds compare only between runs made on the same machine and '
-        "day: the commits column of the returns table says when each task's runs were made.\n\n"
+        'never; "never" when fewer than half do), and where the IQM curve (the IQM over runs of each evaluation) '
+        "first reaches it, at that evaluation's median steps and seconds. Seconds compare only between runs made on "
+        "the same machine and day: the commits column of the returns table says when each task's runs were made, "
+        "and the section on wall-clock within one session holds runs made one after the other.\n\n"
         f"{reach_table(tasks)}\n\n{plots}\n"
+    )
+
+
+def same_session_runs(runs: list[Run], sweeps: list[Run]) -> list[Run]:
+    """
+    :param runs: benchmark runs, from ``load_runs``
+    :param sweeps: sweep runs, from ``load_runs(SWEEPS)``
+    :return: the sweep runs tagged ``SAME_SESSION_TAG`` and, for the algorithms they lack on a task, the benchmark
+        runs made from the same commit on that task
+    """
+    reruns = [run for run in sweeps if run.get("tag") == SAME_SESSION_TAG]
+    rerun_algos = {(run["env"], run["budget"], run["algo"]) for run in reruns}
+    sessions = {(run["env"], run["budget"], run.get("commit")) for run in reruns}
+    partners = [
+        run
+        for run in runs
+        if (run["env"], run["budget"], run.get("commit")) in sessions
+        and (run["env"], run["budget"], run["algo"]) not in rerun_algos
+    ]
+    return sorted(reruns + partners, key=run_order)
+
+
+def same_session_section(runs: list[Run]) -> str:
+    """
+    :param runs: runs made in one session per task, from ``same_session_runs``
+    :return: the section of docs/benchmarks.md on steps and seconds to single path's final return within a session
+    """
+    tasks = by_task(runs)
+    task_commits = "; ".join(
+        f"{env_id} at {budget:,}: {commits([run for algo_runs in algos.values() for run in algo_runs])}"
+        for (env_id, budget), algos in tasks.items()
+    )
+    return (
+        "## Wall-clock within one session\n\n"
+        "Runs made one after the other on one machine, two at a time: the sweep runs tagged "
+        f"`{SAME_SESSION_TAG}` (`python -m benchmarks.returns ... --tag {SAME_SESSION_TAG}`) and the benchmark runs "
+        "made from the same commit. The threshold is single path's IQM final over these runs; the columns are those "
+        f"of the returns section's time table. Commits: {task_commits}.\n\n"
+        f"{reach_table(tasks)}\n"
     )
 
 
@@ -520,6 +589,9 @@ def main(argv: list[str] | None = None) -> None:
     sweeps = load_runs(SWEEPS)
     if sweeps:
         write_section("sweeps", sweeps_section(sweeps))
+        session = same_session_runs(runs, sweeps)
+        if session:
+            write_section("same-session", same_session_section(session))
     print(f"updated {DOCS / 'benchmarks.md'} and {ALGORITHM_PAGE}")
 
 

@@ -20,6 +20,7 @@ from benchmarks.report import (
     load_runs,
     reach_table,
     returns_section,
+    same_session_runs,
     seed_ranges,
     steps_to_reach,
 )
@@ -126,6 +127,21 @@ def test_reach_table_reports_medians_over_reaching_runs_and_over_all_runs() -> N
     assert single_path["half of runs: steps"] == "3,000" and single_path["half of runs: train s"] == "6"
     assert vine["reached"] == "1/3" and vine["median steps"] == "1,000"  # faster among the runs that reach it
     assert vine["half of runs: steps"] == "never" and vine["half of runs: train s"] == "never"
+    # the IQM (here the mean) of single path's evaluations is 0, 33, 33, 100: the curve reaches 100 at the last one
+    assert single_path["IQM curve: steps"] == "4,000" and single_path["IQM curve: train s"] == "8"
+    assert vine["IQM curve: steps"] == "never"  # vine's means: 33, 0, 0, 0
+
+
+def test_same_session_runs_pair_reruns_with_benchmark_runs_of_their_commit() -> None:
+    def run(algo: str, seed: int, commit: str, tag: str | None = None) -> dict:
+        return dict(env="Swimmer-v5", algo=algo, seed=seed, budget=1_000, commit=commit, tag=tag, curve=make_curve([1.0]))
+
+    sweeps = [run("single_path", 0, "abc", "same-session-rerun"), run("single_path", 1, "abc", "kl0.01")]
+    benchmark = [run("vine", 0, "abc"), run("vine", 1, "old"), run("single_path", 0, "abc"), run("sb3_contrib", 0, "abc")]
+    chosen = {(r["algo"], r["seed"], r["tag"]) for r in same_session_runs(benchmark, sweeps)}
+    # the rerun, and the benchmark runs of the same commit for the algorithms it lacks; not the other sweep, not the
+    # benchmark's single path (the rerun replaces it), not a vine run from another commit
+    assert chosen == {("single_path", 0, "same-session-rerun"), ("vine", 0, None), ("sb3_contrib", 0, None)}
 
 
 def test_iqm_matches_trimmed_mean() -> None:
