@@ -16,10 +16,11 @@ Statistics are over runs (seeds), one task (env, budget) at a time, computed wit
   count one half), with its interval from bootstrapping the runs of both independently;
 - collapses: evaluations i > 0 whose return is below half of the run's best return over evaluations 0..i-1 while
   that best is positive, counted over all runs;
-- steps and seconds to reach single path's IQM final return: the first evaluation at or above it, median over the
-  runs that reach it, and the time by which half of all runs have reached it (a run that never does counts as
-  never: the ceil(n / 2)-th smallest time, "never" when fewer than half reach it), and where the IQM curve (the IQM
-  over runs of each evaluation) first reaches it, at the median steps and seconds of that evaluation;
+- steps and seconds to reach single path's IQM final return: a run reaches it at its first evaluation at or above
+  it. Three measures: the median over the runs that reach it; the time by which half of all runs have reached it (a
+  run that never does counts as never: the ceil(n / 2)-th smallest time, "never" when fewer than half reach it); and
+  the first evaluation at which the IQM curve (the IQM over runs of each evaluation) reaches it, at the median
+  steps and seconds of that evaluation;
 - wall-clock within one session: the same table for runs made one after the other on one machine, the sweep runs
   tagged ``same-session-rerun`` and the benchmark runs made from the same commit.
 
