@@ -48,8 +48,12 @@ def ray_instance():
 
 
 def ray_vec_env(n_envs: int, **kwargs) -> RayVecEnv:
-    """CartPole envs in actors that reserve a fraction of a CPU: several RayVecEnvs coexist in the 2-CPU instance."""
-    return RayVecEnv("CartPole-v1", n_envs, actor_options={"num_cpus": 0.25}, startup_timeout=60.0, **kwargs)
+    """
+    CartPole envs in actors that reserve a fraction of a CPU: several RayVecEnvs coexist in the 2-CPU instance. The
+    startup timeout leaves room for a loaded machine: an actor's process took over 60 s to start next to two training
+    runs and the two test workers on 2 cores.
+    """
+    return RayVecEnv("CartPole-v1", n_envs, actor_options={"num_cpus": 0.25}, startup_timeout=180.0, **kwargs)
 
 
 @pytest.fixture(scope="module")
