@@ -172,7 +172,8 @@ def iqm_curve_reach(runs: list[Run], threshold: float) -> tuple[float, float] | 
     for index in range(n_evaluations):
         points = [run["curve"][index] for run in runs]
         if iqm(np.array([point["mean_return"] for point in points])) >= threshold:
-            return float(np.median([p["timesteps"] for p in points])), float(np.median([p["seconds"] for p in points]))
+            steps, seconds = (float(np.median([point[key] for point in points])) for key in ("timesteps", "seconds"))
+            return steps, seconds
     return None
 
 
