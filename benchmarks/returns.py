@@ -61,7 +61,14 @@ def zoo_entry(path: pathlib.Path, env_id: str) -> dict[str, Any]:
     :return: the entry with ``policy_kwargs`` strings evaluated
     """
     entries = yaml.safe_load(path.read_text())
-    entry = dict(entries.get(env_id) or entries[env_id.replace("-v5", "-v4")])
+    return with_policy_kwargs_evaluated(dict(entries.get(env_id) or entries[env_id.replace("-v5", "-v4")]))
+
+
+def with_policy_kwargs_evaluated(entry: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param entry: a zoo-style entry
+    :return: the entry with a ``policy_kwargs`` string (the zoo's ``"dict(activation_fn=nn.ReLU)"`` form) evaluated
+    """
     if isinstance(entry.get("policy_kwargs"), str):
         entry["policy_kwargs"] = eval(entry["policy_kwargs"], {"nn": torch.nn, "dict": dict})
     return entry
@@ -145,7 +152,8 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     """
     :param assignments: ``key=value`` strings with YAML values: ``target_kl=0.06`` replaces a hyperparameter,
         ``rollout_buffer_kwargs={antithetic: true}`` replaces the whole mapping, ``rollout_buffer_kwargs.antithetic=true``
-        sets one key of the entry's mapping, ``key=null`` removes the hyperparameter
+        sets one key of the entry's mapping, ``key=null`` removes the hyperparameter;
+        ``policy_kwargs=dict(activation_fn=nn.ReLU)`` is evaluated as in a zoo file
     :return: the overrides by (possibly dotted) key
     """
     overrides: dict[str, Any] = {}
@@ -172,7 +180,7 @@ def apply_overrides(entry: dict[str, Any], overrides: dict[str, Any]) -> dict[st
             entry.pop(key, None)
         else:
             entry[key] = value
-    return entry
+    return with_policy_kwargs_evaluated(entry)
 
 
 def run(

@@ -18,11 +18,12 @@ import rl_zoo3
 import rl_zoo3.enjoy
 import rl_zoo3.exp_manager
 import rl_zoo3.train
+import torch
 import yaml
 from gymnasium import spaces
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
-from benchmarks.returns import model_hyperparams, zoo_entry
+from benchmarks.returns import apply_overrides, model_hyperparams, parse_overrides, zoo_entry
 from sb3_trpo_vine import SinglePathRolloutBuffer, TRPOVine, VineRolloutBuffer
 from sb3_trpo_vine.buffers import VineObjectiveMixin
 from sb3_trpo_vine.zoo import (
@@ -194,6 +195,19 @@ def test_every_entry_constructs_a_model(scheme, env_id, tmp_path):
             assert type(model.rollout_buffer) is SinglePathRolloutBuffer and model.rollout_buffer_kwargs == {}
     finally:
         model.env.close()
+
+
+def test_sweep_overrides_replace_merge_remove_and_evaluate_policy_kwargs():
+    entry = zoo_entry(USER_HYPERPARAMS["single_path"], "Walker2d-v5")
+    swept = apply_overrides(entry, parse_overrides(["target_kl=lin_0.09", "policy_kwargs.ortho_init=false", "n_envs=null"]))
+    assert swept["target_kl"] == "lin_0.09" and "n_envs" not in swept
+    assert swept["policy_kwargs"] == {**entry["policy_kwargs"], "ortho_init": False}
+    # A policy_kwargs string is read like the zoo reads it, so a sweep can name torch classes
+    swept = apply_overrides(entry, parse_overrides(["policy_kwargs=dict(activation_fn=nn.ReLU, ortho_init=False)"]))
+    assert swept["policy_kwargs"] == {"activation_fn": torch.nn.ReLU, "ortho_init": False}
+    assert entry["target_kl"] == 0.06 and "n_envs" in entry  # the entry itself is untouched
+    with pytest.raises(ValueError, match="key=value"):
+        parse_overrides(["target_kl"])
 
 
 def test_register_rl_zoo_is_idempotent():
