@@ -95,13 +95,30 @@ def algorithm_setup(env_id: str, algo: str) -> tuple[type[BaseAlgorithm], dict[s
     return TRPOVine, zoo_entry(OURS[algo], env_id)
 
 
+def normalize_kwargs(entry: dict[str, Any], training: bool) -> dict[str, Any] | None:
+    """
+    VecNormalize's arguments from an entry's ``normalize``, read as rl_zoo3's ExperimentManager reads it: ``true``,
+    a string such as ``"dict(norm_obs=True, norm_reward=False)"`` or a mapping, with the entry's gamma.
+
+    :param entry: a zoo-style entry
+    :param training: the training env; the evaluation env never normalizes rewards nor updates the statistics
+    :return: the keyword arguments of VecNormalize, None without normalization
+    """
+    normalize = entry.get("normalize", False)
+    if not normalize:
+        return None
+    kwargs = eval(normalize) if isinstance(normalize, str) else dict(normalize) if isinstance(normalize, dict) else {}
+    if "gamma" in entry:
+        kwargs["gamma"] = entry["gamma"]  # the return whose variance scales the rewards: the algorithm's
+    if not training:
+        kwargs["norm_reward"] = False
+    return {**kwargs, "training": training}
+
+
 def make_env(env_id: str, entry: dict[str, Any], seed: int, training: bool) -> VecEnv:
     venv = make_vec_env(env_id, n_envs=entry.get("n_envs", 1) if training else 1, seed=seed)
-    normalize = entry.get("normalize", False)
-    if normalize:
-        kwargs = eval(normalize) if isinstance(normalize, str) else {}
-        venv = VecNormalize(venv, training=training, **({} if training else {"norm_reward": False}), **kwargs)
-    return venv
+    kwargs = normalize_kwargs(entry, training)
+    return venv if kwargs is None else VecNormalize(venv, **kwargs)
 
 
 class PeriodicEvaluation(BaseCallback):

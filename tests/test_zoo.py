@@ -23,7 +23,7 @@ import yaml
 from gymnasium import spaces
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 
-from benchmarks.returns import apply_overrides, model_hyperparams, parse_overrides, zoo_entry
+from benchmarks.returns import apply_overrides, make_env, model_hyperparams, normalize_kwargs, parse_overrides, zoo_entry
 from sb3_trpo_vine import SinglePathRolloutBuffer, TRPOVine, VineRolloutBuffer
 from sb3_trpo_vine.buffers import VineObjectiveMixin
 from sb3_trpo_vine.zoo import (
@@ -208,6 +208,24 @@ def test_sweep_overrides_replace_merge_remove_and_evaluate_policy_kwargs():
     assert entry["target_kl"] == 0.06 and "n_envs" in entry  # the entry itself is untouched
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["target_kl"])
+
+
+@pytest.mark.parametrize(
+    "normalize", [True, "dict(norm_obs=True, norm_reward=False)", "dict(norm_reward=True, clip_obs=5.0)", {"norm_obs": True}]
+)
+def test_benchmark_envs_normalize_as_rl_zoo_does(normalize):
+    entry = {"normalize": normalize, "gamma": 0.995, "n_envs": 2}
+    zoo = argparse.Namespace(normalize_kwargs={})
+    rl_zoo3.exp_manager.ExperimentManager._preprocess_normalization(zoo, {**entry, "normalize": normalize})
+    assert normalize_kwargs(entry, training=True) == {**zoo.normalize_kwargs, "training": True}
+    # the evaluation env, like rl_zoo3's: raw rewards, frozen statistics
+    assert normalize_kwargs(entry, training=False) == {**zoo.normalize_kwargs, "norm_reward": False, "training": False}
+    assert zoo.normalize_kwargs["gamma"] == 0.995 and normalize_kwargs({"gamma": 0.995}, training=True) is None
+    eval_env = make_env("Pendulum-v1", entry, seed=0, training=False)
+    try:
+        assert eval_env.num_envs == 1 and not eval_env.norm_reward and not eval_env.training
+    finally:
+        eval_env.close()
 
 
 def test_register_rl_zoo_is_idempotent():
