@@ -249,6 +249,7 @@ def run(
         seed=seed,
         budget=budget,
         hyperparams=repr(hyperparams),
+        normalize=repr(normalize_kwargs(entry, training=True)),
         torch_threads=torch.get_num_threads(),
         commit=code_version(),
         curve=evaluation.curve,
