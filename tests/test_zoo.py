@@ -216,7 +216,9 @@ def test_sweep_overrides_replace_merge_remove_and_evaluate_policy_kwargs():
 def test_benchmark_envs_normalize_as_rl_zoo_does(normalize):
     entry = {"normalize": normalize, "gamma": 0.995, "n_envs": 2}
     zoo = argparse.Namespace(normalize_kwargs={})
-    rl_zoo3.exp_manager.ExperimentManager._preprocess_normalization(zoo, {**entry, "normalize": normalize})
+    # rl_zoo3 writes gamma into a mapping it is given: hand it a copy
+    zoo_normalize = dict(normalize) if isinstance(normalize, dict) else normalize
+    rl_zoo3.exp_manager.ExperimentManager._preprocess_normalization(zoo, {**entry, "normalize": zoo_normalize})
     assert normalize_kwargs(entry, training=True) == {**zoo.normalize_kwargs, "training": True}
     # the evaluation env, like rl_zoo3's: raw rewards, frozen statistics
     assert normalize_kwargs(entry, training=False) == {**zoo.normalize_kwargs, "norm_reward": False, "training": False}
