@@ -58,6 +58,7 @@ ZOO_RETURNS = {"Hopper": 3618, "Walker2d": 4933, "HalfCheetah": 1786, "Swimmer":
 # the late mean averages the evaluations after this fraction of the budget
 LATE_FRACTION = 0.8
 SAME_SESSION_TAG = "same-session-rerun"  # sweep runs repeated in one session to compare wall-clock
+REFILED_TAG = "vecnormalize-gamma0.99"  # benchmark runs made before VecNormalize took the entry's gamma, kept as a sweep
 
 Run = dict[str, Any]
 Task = tuple[str, int]
@@ -375,8 +376,8 @@ def returns_section(runs: list[Run], reps: int, seed: int) -> str:
         "entry translated to our KL units for single path and the N=64, K=4, H=50 vine entries). VecNormalize is "
         "built as rl_zoo3 builds it, discounting the reward normaliser's returns with the entry's gamma (recorded "
         "in each file since 2026-12-08); earlier runs used VecNormalize's own 0.99, which differs where the entry's "
-        "gamma does: Hopper-v5 (0.995, ours) and Swimmer-v5 (0.9999, all three). Their vine rows were made that way; "
-        "their single-path and sb3-contrib rows were re-made (the earlier runs: sweep vecnormalize-gamma0.99).\n\n"
+        "gamma does: Hopper-v5 (0.995, ours) and Swimmer-v5 (0.9999, all three). Their 1M rows were re-made (the "
+        "earlier runs: sweep vecnormalize-gamma0.99), except Hopper-v5's vine row, made the earlier way.\n\n"
         "Per task (env, budget), over runs (seeds), with rliable: IQM (interquartile mean; with 3 runs it equals the "
         f"mean) and its 95% stratified-bootstrap CI ({reps:,} resamples, seed {seed}); late = a run's mean return over "
         "its evaluations after 80% of the budget (at 1M steps the last six: those at the first rollouts past 800k, "
@@ -405,14 +406,15 @@ def same_session_runs(runs: list[Run], sweeps: list[Run]) -> list[Run]:
     :param runs: benchmark runs, from ``load_runs``
     :param sweeps: sweep runs, from ``load_runs(SWEEPS)``
     :return: the sweep runs tagged ``SAME_SESSION_TAG`` and, for the algorithms they lack on a task, the benchmark
-        runs made from the same commit on that task
+        runs (or benchmark runs re-filed under ``REFILED_TAG``) made from the same commit on that task
     """
     reruns = [run for run in sweeps if run.get("tag") == SAME_SESSION_TAG]
     rerun_algos = {(run["env"], run["budget"], run["algo"]) for run in reruns}
     sessions = {(run["env"], run["budget"], run.get("commit")) for run in reruns}
+    benchmark_runs = runs + [run for run in sweeps if run.get("tag") == REFILED_TAG]
     partners = [
         run
-        for run in runs
+        for run in benchmark_runs
         if (run["env"], run["budget"], run.get("commit")) in sessions
         and (run["env"], run["budget"], run["algo"]) not in rerun_algos
     ]

@@ -136,12 +136,15 @@ def test_same_session_runs_pair_reruns_with_benchmark_runs_of_their_commit() -> 
     def run(algo: str, seed: int, commit: str, tag: str | None = None) -> dict:
         return dict(env="Swimmer-v5", algo=algo, seed=seed, budget=1_000, commit=commit, tag=tag, curve=make_curve([1.0]))
 
-    sweeps = [run("single_path", 0, "abc", "same-session-rerun"), run("single_path", 1, "abc", "kl0.01")]
+    refiled = run("vine", 2, "abc", "vecnormalize-gamma0.99")
+    sweeps = [run("single_path", 0, "abc", "same-session-rerun"), run("single_path", 1, "abc", "kl0.01"), refiled]
     benchmark = [run("vine", 0, "abc"), run("vine", 1, "old"), run("single_path", 0, "abc"), run("sb3_contrib", 0, "abc")]
     chosen = {(r["algo"], r["seed"], r["tag"]) for r in same_session_runs(benchmark, sweeps)}
-    # the rerun, and the benchmark runs of the same commit for the algorithms it lacks; not the other sweep, not the
-    # benchmark's single path (the rerun replaces it), not a vine run from another commit
-    assert chosen == {("single_path", 0, "same-session-rerun"), ("vine", 0, None), ("sb3_contrib", 0, None)}
+    # the rerun, and the benchmark runs of the same commit for the algorithms it lacks (also those re-filed as a
+    # sweep when the benchmark's VecNormalize changed); not the other sweep, not the benchmark's single path (the
+    # rerun replaces it), not a vine run from another commit
+    expected = {("single_path", 0, "same-session-rerun"), ("vine", 0, None), ("sb3_contrib", 0, None)}
+    assert chosen == expected | {("vine", 2, "vecnormalize-gamma0.99")}
 
 
 def test_iqm_matches_trimmed_mean() -> None:
