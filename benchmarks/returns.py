@@ -107,7 +107,11 @@ def normalize_kwargs(entry: dict[str, Any], training: bool) -> dict[str, Any] | 
     normalize = entry.get("normalize", False)
     if not normalize:
         return None
-    kwargs = eval(normalize) if isinstance(normalize, str) else dict(normalize) if isinstance(normalize, dict) else {}
+    kwargs: dict[str, Any] = {}  # normalize: true
+    if isinstance(normalize, str):
+        kwargs = eval(normalize)
+    elif isinstance(normalize, dict):
+        kwargs = dict(normalize)
     if "gamma" in entry:
         kwargs["gamma"] = entry["gamma"]  # the return whose variance scales the rewards: the algorithm's
     if not training:
